@@ -1,0 +1,188 @@
+"""attncomp-codec: compress images to attncomp streams and back.
+
+examples:
+  attncomp-codec encode photo.png photo.atc                 bundled model, quality 3
+  attncomp-codec encode photo.png photo.atc --quality 1     smaller file, lower quality
+  attncomp-codec encode photo.png out.atc --weights run/weights.pt
+  attncomp-codec decode photo.atc photo.png                 format from the extension
+  attncomp-codec info photo.atc
+  cat photo.png | attncomp-codec encode - - > photo.atc     "-" is stdin/stdout
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from ..errors import AttncompError
+from ..models import DEFAULT_MODEL, ZOO, zoo
+
+PROG = "attncomp-codec"
+
+
+def read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise AttncompError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise AttncompError(f"{path} is a directory") from None
+    except PermissionError:
+        raise AttncompError(f"cannot read {path}: permission denied") from None
+
+
+def check_output(path: str, force: bool) -> None:
+    """Refuse before any work is done: an existing output is kept unless --force."""
+    if path == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise AttncompError(f"{path} is a directory")
+    if target.exists() and not force:
+        raise AttncompError(f"{path} exists; use --force to overwrite it")
+    if not target.parent.is_dir():
+        raise AttncompError(f"folder {target.parent} does not exist")
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Write atomically: a temporary file in the same folder, renamed when complete."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def image_format(path: str, requested: str | None) -> str:
+    if requested:
+        return requested.upper()
+    if path == "-":
+        return "PNG"
+    extension = Path(path).suffix.lower()
+    formats = Image.registered_extensions()
+    if extension not in formats:
+        raise AttncompError(f"cannot tell the image format of {path}; use .png, .webp, .jpg… or --format")
+    return formats[extension]
+
+
+def load_model(args):
+    if args.weights:
+        return zoo.load_weights(args.weights)
+    return zoo.load(args.model, args.quality)
+
+
+def cmd_encode(args) -> None:
+    from ..codec import encode, unpack
+
+    check_output(args.output, args.force)
+    source = read_input(args.input)
+    model = load_model(args)
+    start = time.perf_counter()
+    data = encode(source, model, tile_size=args.tile)
+    seconds = time.perf_counter() - start
+    write_output(args.output, data)
+    header = unpack(data)
+    pixels = header.width * header.height
+    print(
+        f"{args.output}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, "
+        f"{model.zoo_name} q{model.quality or 0}, {seconds:.2f} s",
+        file=sys.stderr,
+    )
+
+
+def cmd_decode(args) -> None:
+    from ..codec import decode
+
+    check_output(args.output, args.force)
+    fmt = image_format(args.output, args.format)
+    data = read_input(args.input)
+    model = zoo.load_weights(args.weights) if args.weights else None
+    start = time.perf_counter()
+    image = decode(data, model)
+    seconds = time.perf_counter() - start
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=fmt)
+    except (KeyError, OSError, ValueError) as exc:
+        raise AttncompError(f"cannot write {fmt}: {exc}") from None
+    write_output(args.output, buffer.getvalue())
+    print(f"{args.output}: {image.width}×{image.height} {image.mode}, {seconds:.2f} s", file=sys.stderr)
+
+
+def cmd_info(args) -> None:
+    from ..codec import unpack
+
+    data = read_input(args.input)
+    stream = unpack(data)
+    payload = sum(len(s) for _, strings in stream.tiles for s in strings)
+    print(f"model:        {stream.model}")
+    print(f"quality:      {stream.quality or 'custom weights'}")
+    print(f"weights hash: {stream.weights_hash.hex()}")
+    print(f"image:        {stream.width}×{stream.height} {stream.mode}")
+    print(f"tiles:        {len(stream.tiles)} of {stream.tile_size} px")
+    print(f"latents:      {', '.join('×'.join(map(str, shape)) for shape, _ in stream.tiles)}")
+    print(f"size:         {len(data)} bytes ({payload} entropy-coded), {8 * len(data) / (stream.width * stream.height):.4f} bpp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{encode,decode,info}")
+
+    enc = commands.add_parser("encode", help="compress an image into a stream")
+    enc.add_argument("input", help="image file (png, jpg, webp, …) or - for stdin")
+    enc.add_argument("output", help="stream file, or - for stdout")
+    enc.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(ZOO), metavar="NAME",
+                     help=f"zoo model (default {DEFAULT_MODEL}; one of: {', '.join(sorted(ZOO))})")
+    enc.add_argument("--quality", type=int, default=3, metavar="Q",
+                     help="1 (smallest) … 8 (best); CompressAI's λ for that quality (default 3)")
+    enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
+    enc.add_argument("--tile", type=int, default=1024, metavar="PX", help="tile side for large images (default 1024)")
+    enc.add_argument("--force", action="store_true", help="overwrite an existing output")
+    enc.set_defaults(run=cmd_encode)
+
+    dec = commands.add_parser("decode", help="decompress a stream into an image")
+    dec.add_argument("input", help="stream file, or - for stdin")
+    dec.add_argument("output", help="image file (format from the extension), or - for PNG on stdout")
+    dec.add_argument("--weights", metavar="FILE", help="the weights file the stream was encoded with, if not bundled")
+    dec.add_argument("--format", help="image format when the extension does not tell (PNG, WEBP, JPEG…)")
+    dec.add_argument("--force", action="store_true", help="overwrite an existing output")
+    dec.set_defaults(run=cmd_decode)
+
+    info = commands.add_parser("info", help="describe a stream without decoding it")
+    info.add_argument("input", help="stream file, or - for stdin")
+    info.set_defaults(run=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (AttncompError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

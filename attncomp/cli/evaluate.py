@@ -1,0 +1,117 @@
+"""attncomp-eval: rate–distortion on real bitstreams, with classical anchors, BD-rates and a report.
+
+examples:
+  attncomp-eval ../shared/data/kodak --anchors jpeg webp avif --out results/kodak
+  attncomp-eval photos/ --model attn-hyperprior --qualities 1 3 --out results/photos
+  attncomp-eval photos/ --weights runs/a/weights.pt runs/b/weights.pt --anchors jpeg
+
+Writes to --out: per_image.csv, one CompressAI-style JSON per codec, bd_rate.md,
+rd_psnr.png, rd_ms_ssim.png and report.html (a single file for a browser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from ..errors import AttncompError
+from ..models import DEFAULT_MODEL, ZOO, available_qualities, load, load_weights
+
+PROG = "attncomp-eval"
+BASELINE_MODELS = ("spatial-ae", "spatial-ae-gray")
+
+
+def select_models(args) -> list:
+    models = [load_weights(path) for path in args.weights or []]
+    names = args.model or ([] if args.weights else [DEFAULT_MODEL, *BASELINE_MODELS])
+    for name in names:
+        qualities = args.qualities or available_qualities(name)
+        if not qualities and name in BASELINE_MODELS and not args.model:
+            continue  # the baseline appears as a row whenever its weights exist
+        if not qualities:
+            raise AttncompError(f"no bundled weights for {name}; pass --weights FILE")
+        models += [load(name, q) for q in qualities]
+    if not models and not args.anchors:
+        raise AttncompError("nothing to evaluate: no models and no --anchors")
+    return models
+
+
+def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, crops: int = 3) -> list[dict]:
+    from ..evaluation import anchors, reference, report, runner
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = runner.record_rows(evaluation.records)
+    with open(out / "per_image.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    curves = runner.curves(evaluation.records)
+    for codec, points in curves.items():
+        description = anchors.LABELS.get(codec, f"attncomp {codec}, real bitstreams")
+        (out / f"{codec}.json").write_text(json.dumps(runner.to_compressai_json(codec, points, description), indent=2))
+
+    ours = {name: curves[name] for name in evaluation.models}
+    others = {name: curves[name] for name in anchor_codecs if name in curves}
+    published = reference.load_published(reference_dir) if reference.is_kodak([t.name for t in images]) else {}
+    table = report.bd_table(ours, {**others, **published})
+    (out / "bd_rate.md").write_text(report.bd_markdown(table))
+
+    everything = {**curves, **published}
+    plots = {
+        "rd_psnr": report.plot_rd(everything, "psnr", out / "rd_psnr.png", highlight=ours),
+        "rd_ms_ssim": report.plot_rd(everything, "ms_ssim", out / "rd_ms_ssim.png", highlight=ours),
+    }
+    summary = [dict(p, codec=c) for c, points in curves.items() for p in points]
+    (out / "summary.json").write_text(json.dumps({"curves": curves, "bd_rate": table}, indent=2))
+    sections = report.model_sections(evaluation, images[:crops], anchor_codecs)
+    report.write_html(out / "report.html", f"attncomp evaluation: {len(images)} images", plots, table, sections, summary)
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..evaluation.anchors import SWEEPS
+
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", metavar="IMAGES_DIR", help="folder of test images (searched recursively)")
+    parser.add_argument("--model", nargs="+", choices=sorted(ZOO), metavar="NAME",
+                        help=f"zoo models with bundled weights (default: {DEFAULT_MODEL}, plus the spatial-attention baseline if bundled)")
+    parser.add_argument("--qualities", nargs="+", type=int, metavar="Q", help="qualities to test (default: all bundled)")
+    parser.add_argument("--weights", nargs="+", metavar="FILE", help="exported weights files to test (one RD point each)")
+    parser.add_argument("--anchors", nargs="*", default=[], choices=sorted(SWEEPS), metavar="CODEC",
+                        help=f"classical codecs through Pillow: {' '.join(sorted(SWEEPS))}")
+    parser.add_argument("--out", default="results/eval", help="output folder (default results/eval)")
+    parser.add_argument("--limit", type=int, help="use only the first N images")
+    parser.add_argument("--crops", type=int, default=3, help="images shown side by side in the report (default 3)")
+    parser.add_argument("--reference", default=None, help="folder of published CompressAI results JSON (Kodak only)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from ..evaluation import anchors, reference, report, runner
+
+        missing = [c for c in args.anchors if not anchors.available(c)]
+        if missing:
+            raise AttncompError(f"this Pillow cannot encode {', '.join(missing)}")
+        images = runner.load_images(args.images, args.limit)
+        models = select_models(args)
+        evaluation = runner.run(images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress)
+        table = write_outputs(Path(args.out), evaluation, images, args.anchors, args.reference or reference.DEFAULT_DIR, args.crops)
+    except (AttncompError, ValueError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(report.bd_markdown(table) if table else "no BD-rate (need a model and an anchor)")
+    print(f"report: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""attncomp-train: Lightning's CLI with the short options of a codec library.
+
+Every option can also live in a YAML file (``--config``) and
+``--print_config`` shows the full configuration. The short options are
+aliases of LightningCLI's dotted ones:
+
+    --lmbda X        --model.lmbda X
+    --data DIR       --data.train_dir DIR
+    --val-data DIR   --data.val_dir DIR
+    --max-steps N    --trainer.max_steps N
+    --accelerator A  --trainer.accelerator A   (likewise --devices, --strategy, --precision)
+    --out DIR        checkpoints, logs and the exported weights.pt
+    --resume CKPT    continue a run (a .ckpt file, or "last" for the newest in --out)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from ..training import CompressionModule, ExportWeights, ImageFolderData
+
+ALIASES = {
+    "--lmbda": "--model.lmbda",
+    "--data": "--data.train_dir",
+    "--val-data": "--data.val_dir",
+    "--max-steps": "--trainer.max_steps",
+    "--accelerator": "--trainer.accelerator",
+    "--devices": "--trainer.devices",
+    "--strategy": "--trainer.strategy",
+    "--precision": "--trainer.precision",
+}
+
+
+def translate(argv: list[str]) -> list[str]:
+    """Rewrite the short aliases (``--lmbda 0.01`` or ``--lmbda=0.01``) to LightningCLI's names."""
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        out.append(ALIASES[name] + eq + value if name in ALIASES else arg)
+    return out
+
+
+class TrainCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--out", default="runs/attncomp", help="run folder: checkpoints, logs, weights.pt")
+        parser.add_argument("--resume", default=None, help='checkpoint to resume, or "last"')
+        parser.add_argument("--checkpoint_every", type=int, default=500, help="steps between checkpoints")
+        parser.set_defaults({"trainer.max_steps": 100_000, "trainer.max_epochs": -1})
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        out = Path(self.config["out"])
+        every = self.config["checkpoint_every"]
+        callbacks = [
+            ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                filename="step{step:07d}",
+                auto_insert_metric_name=False,
+                every_n_train_steps=every,
+                save_top_k=1,
+                save_last=True,
+            ),
+            ExportWeights(out / "weights.pt", every_n_steps=every),
+        ]
+        loggers = [CSVLogger(out, name="csv", version=""), TensorBoardLogger(out, name="tensorboard", version="")]
+        return super().instantiate_trainer(
+            callbacks=(self._get(self.config_init, "trainer", default={}).get("callbacks") or []) + callbacks,
+            logger=loggers,
+            default_root_dir=str(out),
+            **kwargs,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    # DDP relaunches this program with sys.argv, so the translated options go there.
+    sys.argv[1:] = translate(sys.argv[1:] if argv is None else argv)
+    cli = TrainCLI(
+        CompressionModule,
+        ImageFolderData,
+        run=False,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": __doc__, "prog": "attncomp-train"},
+        seed_everything_default=0,
+    )
+    resume = cli.config["resume"]
+    if resume == "last":
+        last = Path(cli.config["out"]) / "checkpoints" / "last.ckpt"
+        resume = str(last) if last.is_file() else None
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
+
+
+if __name__ == "__main__":
+    main()

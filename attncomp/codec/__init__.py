@@ -1,0 +1,11 @@
+"""Real bitstreams: ``encode`` an image to bytes, ``decode`` bytes to an image.
+
+>>> from attncomp.codec import encode, decode
+>>> data = encode("kodim23.png")        # bundled default model, quality 3
+>>> image = decode(data)                 # the model is named inside the stream
+"""
+
+from .codec import DEFAULT_TILE, decode, encode, model_for
+from .container import FORMAT_VERSION, Stream, pack, unpack
+
+__all__ = ["DEFAULT_TILE", "FORMAT_VERSION", "Stream", "decode", "encode", "model_for", "pack", "unpack"]

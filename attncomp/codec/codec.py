@@ -1,0 +1,80 @@
+"""Encode images to attncomp streams and back, with CompressAI's range coder writing the bits."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from .. import image as imageio
+from ..errors import StreamError, WeightsError
+from ..models import zoo
+from .container import Stream, pack, unpack
+
+DEFAULT_TILE = 1024  # pixels; bounds memory for very large images (a 1024² tile of the lite model: ~0.5 GB)
+
+
+def _channels(model) -> int:
+    return getattr(model, "config", {}).get("in_channels", 3)
+
+
+def _identity(model) -> tuple[str, int, bytes]:
+    name = getattr(model, "zoo_name", None)
+    if name is None:
+        raise WeightsError("model has no zoo name: load it with attncomp.models.load() or load_weights()")
+    digest = getattr(model, "weights_hash", None) or zoo.weights_hash(model)
+    return name, int(getattr(model, "quality", None) or 0), digest
+
+
+@torch.inference_mode()
+def encode(source, model=None, tile_size: int = DEFAULT_TILE) -> bytes:
+    """Compress an image (path, bytes, PIL image or uint8 array) into an attncomp stream."""
+    model = model if model is not None else zoo.load()
+    name, quality, digest = _identity(model)
+    factor = model.downsampling_factor
+    if tile_size < factor or tile_size % factor or tile_size > 65535:
+        raise ValueError(f"tile size must be a multiple of {factor} below 65536")
+    img = imageio.open_image(source)
+    channels = _channels(model)
+    x = imageio.to_tensor(img, channels)
+    stream = Stream(name, quality, digest, img.width, img.height, img.mode, tile_size)
+    for top, left, h, w in stream.tile_boxes():
+        out = model.compress(imageio.pad_to_multiple(x[..., top : top + h, left : left + w], factor))
+        stream.tiles.append((tuple(out["shape"]), [strings[0] for strings in out["strings"]]))
+    return pack(stream)
+
+
+def model_for(stream: Stream, model=None):
+    """The model that wrote ``stream``: ``model`` if given (checked), else the bundled one."""
+    if model is None:
+        if stream.quality == 0:
+            raise WeightsError(
+                f"stream was written with a custom weights file (hash {stream.weights_hash.hex()}); pass it with --weights"
+            )
+        model = zoo.load(stream.model, stream.quality)
+    name, _, digest = _identity(model)
+    if name != stream.model or digest != stream.weights_hash:
+        raise WeightsError(
+            f"stream was written by {stream.model} with weights {stream.weights_hash.hex()}, "
+            f"not by {name} with weights {digest.hex()}"
+        )
+    return model
+
+
+@torch.inference_mode()
+def decode(data: bytes, model=None) -> Image.Image:
+    """Decompress an attncomp stream into a PIL image (``L`` or ``RGB``)."""
+    stream = unpack(data, max_pixels=imageio.MAX_PIXELS)
+    model = model_for(stream, model)
+    factor = model.downsampling_factor
+    if stream.tile_size % factor:
+        raise StreamError(f"stream tile size {stream.tile_size} is not a multiple of {factor}")
+    channels = _channels(model)
+    canvas = torch.empty(1, channels, stream.height, stream.width)
+    for (top, left, h, w), (shape, strings) in zip(stream.tile_boxes(), stream.tiles):
+        expected = (-(-h // factor), -(-w // factor))
+        if tuple(shape) != expected:
+            raise StreamError(f"tile latent shape {tuple(shape)} does not match the image ({expected})")
+        x_hat = model.decompress([[s] for s in strings], shape)["x_hat"]
+        canvas[..., top : top + h, left : left + w] = x_hat[..., :h, :w]
+    mode = "L" if stream.mode == "L" or channels == 1 else "RGB"
+    return imageio.to_image(canvas, mode)

@@ -1,0 +1,144 @@
+"""The attncomp bitstream: a small self-describing container around the range-coded strings.
+
+All integers are little-endian. Offsets are in bytes::
+
+    field              size   notes
+    magic              4      b"ATNC"
+    version            1      FORMAT_VERSION; a decoder refuses any other
+    name length n      1
+    model name         n      ASCII zoo name, e.g. "attn-hyperprior"
+    quality            1      1..8 for bundled weights, 0 for a user's weights file
+    weights hash       8      first 8 bytes of SHA-256 of the state dict
+    width, height      4, 4   pixels of the source image
+    mode               1      0 = grayscale (L), 1 = RGB
+    tile size          2      pixels per tile side (a multiple of 64)
+    strings per tile k 1      2 for the hyperprior (y, z), 1 for the autoencoder
+    tiles, row-major:
+      latent h, w      2, 2   shape of the entropy model's smallest latent
+      k × (length 4 + bytes)
+    crc32              4      over every byte before it
+
+The CRC is checked before anything is parsed, so a corrupted or truncated
+stream is rejected with a clear error, never decoded into a wrong image.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from ..errors import StreamError
+
+MAGIC = b"ATNC"
+FORMAT_VERSION = 1
+MODES = ("L", "RGB")
+_HEADER_TAIL = struct.Struct("<B8sIIBHB")
+_TILE = struct.Struct("<HH")
+_LENGTH = struct.Struct("<I")
+MIN_SIZE = len(MAGIC) + 2 + _HEADER_TAIL.size + 4
+
+
+@dataclass
+class Stream:
+    model: str
+    quality: int
+    weights_hash: bytes
+    width: int
+    height: int
+    mode: str
+    tile_size: int
+    tiles: list = field(default_factory=list)  # [(latent_shape, [bytes, ...]), ...]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Tiles down and across."""
+        return -(-self.height // self.tile_size), -(-self.width // self.tile_size)
+
+    def tile_boxes(self):
+        """(top, left, height, width) of each tile, row-major."""
+        rows, cols = self.grid
+        for r in range(rows):
+            for c in range(cols):
+                top, left = r * self.tile_size, c * self.tile_size
+                yield top, left, min(self.tile_size, self.height - top), min(self.tile_size, self.width - left)
+
+
+def pack(stream: Stream) -> bytes:
+    name = stream.model.encode("ascii")
+    strings_per_tile = len(stream.tiles[0][1]) if stream.tiles else 0
+    parts = [
+        MAGIC,
+        bytes([FORMAT_VERSION, len(name)]),
+        name,
+        _HEADER_TAIL.pack(
+            stream.quality,
+            stream.weights_hash,
+            stream.width,
+            stream.height,
+            MODES.index(stream.mode),
+            stream.tile_size,
+            strings_per_tile,
+        ),
+    ]
+    for shape, strings in stream.tiles:
+        parts.append(_TILE.pack(*shape))
+        for s in strings:
+            parts += [_LENGTH.pack(len(s)), s]
+    body = b"".join(parts)
+    return body + _LENGTH.pack(zlib.crc32(body))
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise StreamError("stream is truncated or its lengths are inconsistent")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def unpack(self, fmt: struct.Struct) -> tuple:
+        return fmt.unpack(self.take(fmt.size))
+
+
+def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
+    """Parse and validate a stream; raises StreamError for anything malformed."""
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise StreamError("not an attncomp stream (bad magic bytes)")
+    if len(data) < MIN_SIZE:
+        raise StreamError("stream is truncated")
+    if data[4] != FORMAT_VERSION:
+        raise StreamError(f"stream format version {data[4]} is not supported (this attncomp reads {FORMAT_VERSION})")
+    body, (crc,) = data[:-4], _LENGTH.unpack(data[-4:])
+    if zlib.crc32(body) != crc:
+        raise StreamError("stream is corrupted or truncated (CRC mismatch)")
+
+    reader = _Reader(body)
+    reader.take(5)
+    (name_length,) = reader.take(1)
+    try:
+        model = reader.take(name_length).decode("ascii")
+    except UnicodeDecodeError:
+        raise StreamError("stream names no valid model") from None
+    quality, weights_hash, width, height, mode, tile_size, per_tile = reader.unpack(_HEADER_TAIL)
+    if mode >= len(MODES):
+        raise StreamError(f"unknown image mode {mode} in stream")
+    if width < 1 or height < 1 or tile_size < 1 or per_tile < 1:
+        raise StreamError("stream header has an empty image, tile or string list")
+    if max_pixels is not None and width * height > max_pixels:
+        raise StreamError(f"stream image of {width}×{height} exceeds the limit of {max_pixels} pixels")
+    stream = Stream(model, quality, weights_hash, width, height, MODES[mode], tile_size)
+    rows, cols = stream.grid
+    if rows * cols * (_TILE.size + per_tile * _LENGTH.size) > len(body):
+        raise StreamError("stream is truncated (fewer tiles than the image needs)")
+    for _ in range(rows * cols):
+        shape = reader.unpack(_TILE)
+        strings = [reader.take(reader.unpack(_LENGTH)[0]) for _ in range(per_tile)]
+        stream.tiles.append((shape, strings))
+    if reader.pos != len(body):
+        raise StreamError("stream has trailing bytes after its last tile")
+    return stream

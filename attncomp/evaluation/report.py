@@ -1,0 +1,227 @@
+"""RD plots, the BD-rate table and a single-file HTML report a person opens in a browser."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .. import image as imageio  # noqa: E402
+from ..models import ChannelAttention  # noqa: E402
+from .anchors import LABELS  # noqa: E402
+from .bdrate import bd_rate  # noqa: E402
+
+METRICS = {"psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM (RGB)"}
+
+
+def bd_table(ours: dict, others: dict) -> list[dict]:
+    """BD-rate (%) of each of ``ours`` against each of ``others``, for PSNR and MS-SSIM."""
+    rows = []
+    for name, points in ours.items():
+        for anchor, anchor_points in others.items():
+            if anchor == name:
+                continue
+            row = dict(codec=name, anchor=anchor)
+            for metric in METRICS:
+                row[metric] = bd_rate(
+                    [p["bpp"] for p in anchor_points], [p[metric] for p in anchor_points],
+                    [p["bpp"] for p in points], [p[metric] for p in points],
+                )
+            rows.append(row)
+    return rows
+
+
+def format_bd(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:+.1f}%"
+
+
+def bd_markdown(rows: list[dict]) -> str:
+    lines = ["| attncomp curve | anchor | BD-rate (PSNR) | BD-rate (MS-SSIM) |", "|---|---|---|---|"]
+    lines += [f"| {r['codec']} | {r['anchor']} | {format_bd(r['psnr'])} | {format_bd(r['ms_ssim'])} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot_rd(curves: dict, metric: str, path=None, highlight=()) -> bytes:
+    """One RD plot, every curve labelled; returns PNG bytes (and writes ``path``)."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=110)
+    for name, points in curves.items():
+        xs = [p["bpp"] for p in points if math.isfinite(p[metric])]
+        ys = [p[metric] for p in points if math.isfinite(p[metric])]
+        if not xs:
+            continue
+        bold = name in highlight
+        ax.plot(xs, ys, marker="o" if bold else ".", linewidth=2.2 if bold else 1.1,
+                linestyle="-" if bold or name in LABELS else "--", label=LABELS.get(name, name))
+    ax.set_xlabel("bits per pixel (real file size)")
+    ax.set_ylabel(METRICS[metric])
+    ax.set_xlim(0, 2.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def png_bytes(array_or_image) -> bytes:
+    image = array_or_image if isinstance(array_or_image, Image.Image) else Image.fromarray(array_or_image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def img_tag(png: bytes, alt: str, width: int | None = None) -> str:
+    size = f' width="{width}"' if width else ""
+    return f'<img alt="{html.escape(alt)}"{size} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+@torch.inference_mode()
+def attention_gates(model, image) -> dict:
+    """Channel-attention weights of each transform for one image (what the model emphasises)."""
+    if not any(isinstance(m, ChannelAttention) for m in model.modules()):
+        return {}
+    x = imageio.pad_to_multiple(imageio.to_tensor(image), model.downsampling_factor)
+    gates = {}
+    y = model.g_a[:-1](x)
+    gates["g_a (latent y)"] = model.g_a[-1].gate(y).flatten().numpy()
+    y_full = model.g_a[-1](y)
+    hidden = model.h_a[:-1](torch.abs(y_full))
+    gates["h_a (hyper-latent z)"] = model.h_a[-1].gate(hidden).flatten().numpy()
+    return gates
+
+
+@torch.inference_mode()
+def bit_allocation(model, image) -> np.ndarray:
+    """Bits spent at each latent position (−log2 p summed over channels) of the main latent."""
+    x = imageio.pad_to_multiple(imageio.to_tensor(image, getattr(model, "config", {}).get("in_channels", 3)), model.downsampling_factor)
+    likelihoods = model(x)["likelihoods"]
+    main = likelihoods.get("y", next(iter(likelihoods.values())))
+    return (-torch.log2(main)).sum(dim=1)[0].numpy()
+
+
+def figure_png(draw, size=(6, 2.6)) -> bytes:
+    fig, ax = plt.subplots(figsize=size, dpi=100)
+    draw(fig, ax)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _gate_plot(gates: dict) -> bytes:
+    def draw(fig, ax):
+        for name, values in gates.items():
+            ax.plot(np.sort(values)[::-1], label=name)
+        ax.set_xlabel("channel (sorted)")
+        ax.set_ylabel("attention weight")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+
+    return figure_png(draw)
+
+
+def _bit_map_plot(bits: np.ndarray, total_bpp: float) -> bytes:
+    def draw(fig, ax):
+        shown = ax.imshow(bits, cmap="magma")
+        ax.set_title(f"bits per latent position (main latent), {total_bpp:.3f} bpp", fontsize=8)
+        ax.axis("off")
+        fig.colorbar(shown, ax=ax, fraction=0.03)
+
+    return figure_png(draw, size=(5, 3.4))
+
+
+def crop(array: np.ndarray, size: int = 256) -> np.ndarray:
+    h, w = array.shape[:2]
+    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    return array[top : top + size, left : left + size]
+
+
+def comparison_rows(evaluation, images, model_label: str, anchor_codecs) -> list[str]:
+    """For each kept image: original, attncomp, and each anchor at the closest bpp."""
+    by_key = {(r.codec, r.setting, r.image): r for r in evaluation.records}
+    settings = sorted(evaluation.models.get(model_label, {}))
+    if not settings:
+        return []
+    chosen = settings[len(settings) // 2]
+    rows = []
+    for test in images:
+        ours = by_key.get((model_label, chosen, test.name))
+        if ours is None or test.name not in evaluation.decoded.get((model_label, chosen), {}):
+            continue
+        cells = [("original", test.array, "")]
+        cells.append((f"attncomp {chosen}", evaluation.decoded[(model_label, chosen)][test.name], ours))
+        for codec in anchor_codecs:
+            candidates = [r for (c, s, n), r in by_key.items() if c == codec and n == test.name]
+            if not candidates:
+                continue
+            best = min(candidates, key=lambda r: abs(r.bpp - ours.bpp))
+            cells.append((LABELS.get(codec, codec).split(" (")[0], evaluation.decoded[(codec, best.setting)][test.name], best))
+        figures = []
+        for title, array, record in cells:
+            caption = f"{title}" + (f"<br>{record.bpp:.3f} bpp, {record.psnr:.2f} dB" if record else "<br>&nbsp;")
+            figures.append(f"<figure>{img_tag(png_bytes(crop(array)), title)}<figcaption>{caption}</figcaption></figure>")
+        rows.append(f"<h3>{html.escape(test.name)}</h3><div class=row>{''.join(figures)}</div>")
+    return rows
+
+
+def write_html(path, title: str, plots: dict, table: list[dict], sections: list[str], summary: list[dict]) -> None:
+    head = "<tr><th>attncomp curve</th><th>anchor</th><th>BD-rate (PSNR)</th><th>BD-rate (MS-SSIM)</th></tr>"
+    body = "".join(
+        f"<tr><td>{html.escape(r['codec'])}</td><td>{html.escape(LABELS.get(r['anchor'], r['anchor']))}</td>"
+        f"<td>{format_bd(r['psnr'])}</td><td>{format_bd(r['ms_ssim'])}</td></tr>"
+        for r in table
+    )
+    points = "".join(
+        f"<tr><td>{html.escape(p['codec'])}</td><td>{html.escape(p['setting'])}</td><td>{p['bpp']:.4f}</td>"
+        f"<td>{p['psnr']:.2f}</td><td>{p['ms_ssim']:.4f}</td><td>{p['encode_s']:.3f}</td><td>{p['decode_s']:.3f}</td></tr>"
+        for p in summary
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}figure{{display:inline-block;margin:4px;text-align:center;font-size:12px}}
+.row{{display:flex;flex-wrap:wrap}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Every number comes from real bitstreams: bytes written by the codec and read back. PSNR is over RGB per image, averaged over the set.</p>
+<h2>Rate–distortion</h2>{''.join(img_tag(png, name) for name, png in plots.items())}
+<h2>BD-rate (negative: fewer bits than the anchor at equal quality)</h2><table>{head}{body}</table>
+<h2>Operating points</h2><table><tr><th>codec</th><th>setting</th><th>bpp</th><th>PSNR</th><th>MS-SSIM</th><th>encode s</th><th>decode s</th></tr>{points}</table>
+{''.join(sections)}
+</body></html>"""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+
+
+def model_sections(evaluation, images, anchor_codecs) -> list[str]:
+    sections = []
+    for label, by_setting in evaluation.models.items():
+        rows = comparison_rows(evaluation, images, label, anchor_codecs)
+        if rows:
+            sections.append(f"<h2>Side by side: {html.escape(label)} (centre crops, 256 px)</h2>" + "".join(rows))
+        settings = sorted(by_setting)
+        model = by_setting[settings[len(settings) // 2]]
+        test = images[0]
+        extras = []
+        gates = attention_gates(model, test.image)
+        if gates:
+            extras.append(img_tag(_gate_plot(gates), "attention weights"))
+        bits = bit_allocation(model, test.image)
+        extras.append(img_tag(_bit_map_plot(bits, bits.sum() / test.pixels), "bit allocation"))
+        sections.append(
+            f"<h2>{html.escape(label)} {settings[len(settings) // 2]} on {html.escape(test.name)}: "
+            f"channel attention and bit allocation</h2><div class=row>{''.join(extras)}</div>"
+        )
+    return sections

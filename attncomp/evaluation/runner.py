@@ -1,0 +1,171 @@
+"""Run codecs over an image set on real bitstreams and collect per-image measurements."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import image as imageio
+from ..codec import decode, encode
+from . import anchors
+from .metrics import finite_mean, ms_ssim, psnr
+
+
+@dataclass
+class Record:
+    codec: str
+    setting: str
+    image: str
+    bytes: int
+    bpp: float
+    psnr: float
+    ms_ssim: float
+    encode_s: float
+    decode_s: float
+    estimated_bpp: float = math.nan
+
+
+@dataclass
+class TestImage:
+    name: str
+    image: object  # PIL image, L or RGB
+    array: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.array = np.asarray(self.image)
+
+    @property
+    def pixels(self) -> int:
+        return self.image.width * self.image.height
+
+
+def load_images(folder, limit: int | None = None) -> list[TestImage]:
+    paths = imageio.list_images(folder)[:limit]
+    if not paths:
+        raise imageio.ImageError(f"no images in {folder}")
+    return [TestImage(p.stem, imageio.open_image(p)) for p in paths]
+
+
+def model_label(model) -> str:
+    return getattr(model, "zoo_name", type(model).__name__)
+
+
+def model_setting(model) -> str:
+    """The point on the model's curve: its quality, else its λ."""
+    if getattr(model, "quality", None):
+        return f"q{model.quality}"
+    return f"λ={model.lmbda}" if getattr(model, "lmbda", None) else "custom"
+
+
+@torch.inference_mode()
+def estimated_bpp(model, x: torch.Tensor, pixels: int) -> float:
+    likelihoods = model(imageio.pad_to_multiple(x, model.downsampling_factor))["likelihoods"]
+    return sum(-torch.log2(v).sum().item() for v in likelihoods.values()) / pixels
+
+
+def measure_model(model, test: TestImage, keep: dict | None = None) -> Record:
+    channels = getattr(model, "config", {}).get("in_channels", 3)
+    reference = test.array if channels == 3 or test.array.ndim == 2 else np.asarray(test.image.convert("L"))
+    start = time.perf_counter()
+    data = encode(test.image, model)
+    encoded = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = np.asarray(decode(data, model))
+    decoded_s = time.perf_counter() - start
+    if keep is not None:
+        keep[test.name] = decoded
+    x = imageio.to_tensor(test.image, channels)
+    return Record(
+        model_label(model), model_setting(model), test.name, len(data), 8 * len(data) / test.pixels,
+        psnr(reference, decoded), ms_ssim(reference, decoded), encoded, decoded_s,
+        estimated_bpp(model, x, test.pixels),
+    )
+
+
+def measure_anchor(codec: str, setting, test: TestImage, keep: dict | None = None) -> Record:
+    data, decoded, encoded, decoded_s = anchors.roundtrip(test.image, codec, setting)
+    if keep is not None:
+        keep[test.name] = decoded
+    return Record(
+        codec, str(setting), test.name, len(data), 8 * len(data) / test.pixels,
+        psnr(test.array, decoded), ms_ssim(test.array, decoded), encoded, decoded_s,
+    )
+
+
+@dataclass
+class Evaluation:
+    records: list = field(default_factory=list)
+    decoded: dict = field(default_factory=dict)  # (codec, setting) -> {image name: array}
+    models: dict = field(default_factory=dict)  # codec label -> {setting: model}
+
+
+def run(images: list[TestImage], models=(), anchor_codecs=(), keep_images: int = 3, progress=True) -> Evaluation:
+    """Measure every model and every anchor setting on every image."""
+    tasks = [("model", m, model_setting(m)) for m in models]
+    tasks += [("anchor", c, s) for c in anchor_codecs for s in anchors.SWEEPS[c]]
+    result = Evaluation()
+    kept = {t.name for t in images[:keep_images]}
+    bar = tqdm(total=len(tasks) * len(images), disable=not progress, unit="img", desc="attncomp-eval")
+    for kind, codec, setting in tasks:
+        label = model_label(codec) if kind == "model" else codec
+        if kind == "model":
+            result.models.setdefault(label, {})[setting] = codec
+        store = result.decoded.setdefault((label, str(setting)), {})
+        for test in images:
+            bar.set_postfix_str(f"{label} {setting} {test.name}")
+            keep = store if test.name in kept else None
+            if kind == "model":
+                record = measure_model(codec, test, keep)
+            else:
+                record = measure_anchor(codec, setting, test, keep)
+            result.records.append(record)
+            bar.update()
+    bar.close()
+    return result
+
+
+def curves(records: list[Record]) -> dict:
+    """Per codec, the averaged RD points sorted by rate, in CompressAI's results schema."""
+    grouped: dict = {}
+    for r in records:
+        grouped.setdefault(r.codec, {}).setdefault(r.setting, []).append(r)
+    out = {}
+    for codec, settings in grouped.items():
+        points = []
+        for setting, rs in settings.items():
+            points.append(dict(
+                setting=setting,
+                bpp=float(np.mean([r.bpp for r in rs])),
+                psnr=finite_mean(r.psnr for r in rs),
+                ms_ssim=finite_mean(r.ms_ssim for r in rs),
+                encode_s=float(np.mean([r.encode_s for r in rs])),
+                decode_s=float(np.mean([r.decode_s for r in rs])),
+                estimated_bpp=finite_mean(r.estimated_bpp for r in rs),
+            ))
+        points.sort(key=lambda p: p["bpp"])
+        out[codec] = points
+    return out
+
+
+def to_compressai_json(codec: str, points: list[dict], description: str) -> dict:
+    results = {
+        "psnr-rgb": [p["psnr"] for p in points],
+        "ms-ssim-rgb": [p["ms_ssim"] for p in points],
+        "bpp": [p["bpp"] for p in points],
+        "encoding_time": [p["encode_s"] for p in points],
+        "decoding_time": [p["decode_s"] for p in points],
+        "setting": [p["setting"] for p in points],
+    }
+    if any(math.isfinite(p["estimated_bpp"]) for p in points):
+        results["estimated_bpp"] = [p["estimated_bpp"] for p in points]
+    return {"name": codec, "description": description, "results": results}
+
+
+def record_rows(records: list[Record]) -> list[dict]:
+    return [asdict(r) for r in records]

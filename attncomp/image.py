@@ -1,0 +1,127 @@
+"""Image I/O shared by the codec, training and evaluation: Pillow in, 8-bit tensors out.
+
+Every input is normalised the same way: EXIF orientation applied, 16-bit
+samples reduced to 8 bits, palette and CMYK converted, alpha dropped (the
+codec codes colour only). What remains is ``"L"`` or ``"RGB"``.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".avif")
+MAX_PIXELS = 200_000_000  # like Pillow's decompression-bomb guard; see set_max_pixels
+
+
+def set_max_pixels(limit: int) -> None:
+    """Largest image (width × height) attncomp will open or decode."""
+    global MAX_PIXELS
+    MAX_PIXELS = int(limit)
+
+
+def check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ImageError(f"image size {width}×{height} is empty")
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"image of {width}×{height} pixels exceeds the limit of {MAX_PIXELS} pixels")
+
+
+def open_image(source) -> Image.Image:
+    """A path, bytes, file object, PIL image or HxW[xC] uint8 array as an ``L`` or ``RGB`` image."""
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        image = _from_array(source)
+    else:
+        image = _read(source)
+    check_size(*image.size)
+    return normalise_mode(image)
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ImageError("arrays must be uint8 of shape H×W, H×W×1, H×W×3 or H×W×4")
+    return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+
+
+def _read(source) -> Image.Image:
+    name = str(source) if isinstance(source, (str, Path)) else "input"
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            source = io.BytesIO(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            check_size(*image.size)
+            image.load()
+    except FileNotFoundError:
+        raise ImageError(f"no such file: {name}") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name} is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"cannot read {name}: permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name} is too large (decompression-bomb guard)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot decode {name}: {exc}") from None
+    return ImageOps.exif_transpose(image)
+
+
+def normalise_mode(image: Image.Image) -> Image.Image:
+    """``L`` for single-channel images, ``RGB`` for everything else."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.int64)
+        scale = 257 if image.mode.startswith("I;16") or array.max() > 255 else 1
+        return Image.fromarray(np.clip((array + scale // 2) // scale, 0, 255).astype(np.uint8), "L")
+    if image.mode in ("1", "L", "LA"):
+        return image.convert("L")
+    if image.mode == "RGB":
+        return image
+    return image.convert("RGBA").convert("RGB") if image.mode == "P" else image.convert("RGB")
+
+
+def to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
+    """1×C×H×W float32 in [0, 1], with ``channels`` (1 or 3) colour channels."""
+    image = image.convert("L" if channels == 1 else "RGB")
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[..., None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad the bottom and right edges up to a multiple of ``multiple`` (cropped after decoding)."""
+    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
+    if not (pad_h or pad_w):
+        return x
+    return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """1×C×H×W in [0, 1] → H×W×C uint8, rounded."""
+    return x.squeeze(0).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def to_image(x: torch.Tensor, mode: str = "RGB") -> Image.Image:
+    """A decoded tensor as a PIL image in ``mode`` (``L`` or ``RGB``)."""
+    array = to_uint8(x)
+    image = Image.fromarray(array[..., 0], "L") if array.shape[2] == 1 else Image.fromarray(array, "RGB")
+    return image.convert(mode)
+
+
+def list_images(folder) -> list[Path]:
+    """Image files below ``folder``, recursively, in a stable order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"not a directory: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

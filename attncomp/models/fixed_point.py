@@ -1,0 +1,93 @@
+"""Reproducible hyper-synthesis: h_s evaluated in exact fixed-point arithmetic.
+
+The range decoder must see exactly the scale indexes the encoder used; one
+flipped index desynchronises everything after it (CompressAI issues #279,
+#309). A float h_s gives no such guarantee: the summation order of a
+convolution changes with the thread count, the memory format, the batch and
+the hardware. Following Ballé et al., "Integer networks for data compression"
+(ICLR 2019), the trained float h_s is evaluated here on integers:
+
+* activations are integers in units of 2**-ACT_BITS,
+* weights are rounded to integers in units of 2**-WEIGHT_BITS,
+* every convolution accumulates integers in float64, which is exact while
+  every partial sum stays below 2**53, so the result does not depend on the
+  order of the additions, and is rescaled with an exact floor,
+* the attention gate's sigmoid is read from an integer table (``GATE_TABLE``)
+  whose entries are checked to lie far from any rounding boundary.
+
+Only IEEE-754 operations that are exact or correctly rounded are used, so
+every machine computes the same scales bit for bit.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ChannelAttention
+
+ACT_BITS = 8
+WEIGHT_BITS = 12
+GATE_BITS = 12
+ACT_LIMIT = 2.0**22
+EXACT_LIMIT = 2.0**53
+GATE_RANGE = 16.0  # the sigmoid is tabulated on [-GATE_RANGE, GATE_RANGE]
+
+
+def _gate_table() -> torch.Tensor:
+    steps = torch.arange(-GATE_RANGE * 2**ACT_BITS, GATE_RANGE * 2**ACT_BITS + 1, dtype=torch.float64)
+    return torch.round(torch.sigmoid(steps / 2**ACT_BITS) * 2**GATE_BITS)
+
+
+GATE_TABLE = _gate_table()
+
+
+def _check_exact(weight: torch.Tensor, fan_in: int) -> None:
+    bound = weight.abs().max().item() * ACT_LIMIT * fan_in
+    if bound >= EXACT_LIMIT:
+        raise ValueError("weights too large for exact fixed-point hyper-synthesis")
+
+
+def _requantize(acc: torch.Tensor) -> torch.Tensor:
+    return torch.floor(acc / 2**WEIGHT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+def _conv(layer: nn.Conv2d | nn.ConvTranspose2d, q: torch.Tensor) -> torch.Tensor:
+    weight = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS)
+    bias = torch.round(layer.bias.detach().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
+    kernel = layer.kernel_size[0] * layer.kernel_size[1]
+    if isinstance(layer, nn.ConvTranspose2d):
+        _check_exact(weight, layer.in_channels * kernel)
+        acc = F.conv_transpose2d(
+            q, weight, bias, layer.stride, layer.padding, layer.output_padding, layer.groups, layer.dilation
+        )
+    else:
+        _check_exact(weight, layer.in_channels * kernel)
+        acc = F.conv2d(q, weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return _requantize(acc)
+
+
+def _channel_attention(block: ChannelAttention, q: torch.Tensor) -> torch.Tensor:
+    squeeze, _, expand = block.mlp
+    avg = torch.floor(q.sum(dim=(2, 3), keepdim=True) / (q.shape[2] * q.shape[3]))
+    peak = q.amax(dim=(2, 3), keepdim=True)
+    logits = sum(_conv(expand, torch.relu(_conv(squeeze, s))) for s in (avg, peak))
+    index = logits.clamp(-GATE_RANGE * 2**ACT_BITS, GATE_RANGE * 2**ACT_BITS) + GATE_RANGE * 2**ACT_BITS
+    gate = GATE_TABLE.to(q.device)[index.long()]
+    return torch.floor(q * gate / 2**GATE_BITS)
+
+
+def fixed_point_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run ``layers`` (convs, ReLUs, ChannelAttention) exactly; returns float64 values."""
+    q = torch.round(x.detach().double().contiguous() * 2**ACT_BITS)
+    for layer in layers:
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            q = _conv(layer, q)
+        elif isinstance(layer, nn.ReLU):
+            q = torch.relu(q)
+        elif isinstance(layer, ChannelAttention):
+            q = _channel_attention(layer, q)
+        else:
+            raise TypeError(f"no fixed-point rule for {type(layer).__name__}")
+    return q / 2**ACT_BITS

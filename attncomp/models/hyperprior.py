@@ -1,0 +1,132 @@
+"""Wirabudi et al. (2024): the scale hyperprior with channel attention and a post-filter."""
+
+from __future__ import annotations
+
+import torch
+from compressai.models import ScaleHyperprior
+from torch import nn
+
+from .fixed_point import fixed_point_forward
+from .layers import ChannelAttention, PostFilter
+
+
+def float32_entropy(fn):
+    """Run an entropy model in float32 even inside a bf16 autocast region."""
+
+    def wrapped(*tensors):
+        with torch.autocast(device_type=tensors[0].device.type, enabled=False):
+            return fn(*(t.float() for t in tensors))
+
+    return wrapped
+
+
+class AttentionHyperprior(ScaleHyperprior):
+    r"""Scale hyperprior (Ballé et al., 2018) + CBAM channel attention + post-filter.
+
+    .. code-block:: none
+
+                  ┌─────┐    y     ┌─────┐  z  ┌───┐ z_hat     z_hat ┌───────┐
+            x ──►─┤g_a+A├──►─┬──►──┤h_a+A├──►──┤ Q ├──►──·⋯⋯·──►──┤h_s+A  ├─┐
+                  └─────┘    │     └─────┘     └───┘       EB       │(exact)│ │
+                             ▼                                      └───────┘ │
+                           ┌─┴─┐                                              │
+                           │ Q │                                              │
+                           └─┬─┘                                   scales_hat │
+                       y_hat ▼                                                │
+                             ·                                                │
+                          GC : ◄──────────────────────◄───────────────────────┘
+                             ·
+                       y_hat ▼
+                  ┌─────┐        ┌─────┐    │
+        x_hat ◄───┤ PF  ├◄───────┤g_s+A├◄───┘
+                  └─────┘        └─────┘
+
+        A  = ChannelAttention at the end of each transform (``attention=True``)
+        PF = PostFilter, decoder side only, costs no bits (``postfilter=True``)
+        EB = EntropyBottleneck, GC = GaussianConditional
+
+    With both switches off this is exactly CompressAI's ``ScaleHyperprior``
+    (same parameter names), so the ablation plain / +attention /
+    +attention+post-filter is one class.
+
+    Outside training, h_s runs in exact fixed-point arithmetic
+    (:mod:`attncomp.models.fixed_point`): encoder and decoder derive the same
+    scale indexes on any machine, thread count or memory format.
+    """
+
+    def __init__(
+        self,
+        N: int = 192,
+        M: int = 320,
+        attention: bool = True,
+        postfilter: bool = True,
+        reduction: int = 16,
+        postfilter_channels: int = 192,
+    ):
+        super().__init__(N=N, M=M)
+        self.config = dict(
+            N=N,
+            M=M,
+            attention=attention,
+            postfilter=postfilter,
+            reduction=reduction,
+            postfilter_channels=postfilter_channels,
+        )
+        if attention:
+            self.g_a.append(ChannelAttention(M, reduction))
+            self.g_s.append(ChannelAttention(3, reduction))
+            self.h_a.append(ChannelAttention(N, reduction))
+            self.h_s.append(ChannelAttention(M, reduction))
+        self.post_filter = PostFilter(postfilter_channels) if postfilter else nn.Identity()
+
+    @classmethod
+    def from_state_dict(cls, state_dict, **config):
+        """Build a model whose sizes and switches are read from ``state_dict``."""
+        inferred = dict(
+            N=state_dict["g_a.0.weight"].size(0),
+            M=state_dict["g_a.6.weight"].size(0),
+            attention="g_a.7.mlp.0.weight" in state_dict,
+            postfilter="post_filter.net.0.weight" in state_dict,
+        )
+        if inferred["attention"]:
+            inferred["reduction"] = max(inferred["M"] // state_dict["g_a.7.mlp.0.weight"].size(0), 1)
+        if inferred["postfilter"]:
+            inferred["postfilter_channels"] = state_dict["post_filter.net.0.weight"].size(0)
+        net = cls(**{**inferred, **config})
+        net.load_state_dict(state_dict)
+        return net
+
+    def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """Scales for y: float while training (differentiable), exact otherwise."""
+        if self.training:
+            return self.h_s(z_hat)
+        return fixed_point_forward(self.h_s, z_hat)
+
+    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.post_filter(self.g_s(y_hat))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x)
+        z = self.h_a(torch.abs(y))
+        z_hat, z_likelihoods = float32_entropy(self.entropy_bottleneck)(z)
+        scales_hat = self.hyper_synthesis(z_hat)
+        y_hat, y_likelihoods = float32_entropy(self.gaussian_conditional)(y, scales_hat)
+        return {
+            "x_hat": self.synthesis(y_hat),
+            "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
+        }
+
+    def compress(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x).float()
+        z = self.h_a(torch.abs(y)).float()
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        indexes = self.gaussian_conditional.build_indexes(self.hyper_synthesis(z_hat))
+        y_strings = self.gaussian_conditional.compress(y, indexes)
+        return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
+
+    def decompress(self, strings: list, shape) -> dict:
+        z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
+        indexes = self.gaussian_conditional.build_indexes(self.hyper_synthesis(z_hat))
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float32)
+        return {"x_hat": self.synthesis(y_hat).clamp_(0, 1), "y_hat": y_hat}

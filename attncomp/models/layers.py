@@ -1,0 +1,57 @@
+"""The two blocks Wirabudi et al. (2024) add to the scale hyperprior."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ChannelAttention(nn.Module):
+    """CBAM channel attention (Woo et al., 2018).
+
+    Global average- and max-pooling summarise each channel; one shared MLP
+    (1×1 convs C → C/r → C with a ReLU) scores both summaries, the scores are
+    summed and squashed by a sigmoid, and the result rescales the channels.
+    The gate is computed per image, so it costs no bits and adapts the
+    transform to the content.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, hidden, kernel_size=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, kernel_size=1),
+        )
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-channel weights in (0, 1), shape (B, C, 1, 1)."""
+        avg = x.mean(dim=(2, 3), keepdim=True)
+        peak = x.amax(dim=(2, 3), keepdim=True)
+        return torch.sigmoid(self.mlp(avg) + self.mlp(peak))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class PostFilter(nn.Module):
+    """Decoder-side image enhancement: conv3×3(3→C) PReLU conv3×3(C→C) PReLU conv3×3(C→3) sigmoid.
+
+    It runs after synthesis, on the decoder only, so it improves quality
+    without spending bits. The paper uses C = 192.
+    """
+
+    def __init__(self, channels: int = 192, image_channels: int = 3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(image_channels, channels, kernel_size=3, padding=1),
+            nn.PReLU(channels),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+            nn.PReLU(channels),
+            nn.Conv2d(channels, image_channels, kernel_size=3, padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

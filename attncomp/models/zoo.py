@@ -1,0 +1,186 @@
+"""Model registry and the exported weights format.
+
+A zoo name maps to a class, its constructor config and the λ of each
+quality. Quality q uses CompressAI's λ for its quality q (loss =
+λ·255²·MSE + bpp), so attncomp's and CompressAI's qualities line up.
+
+A weights file (``*.pt``) is a plain dict that ``torch.load(weights_only=True)``
+reads without running any code::
+
+    {"format": "attncomp-weights", "version": 1, "model": name,
+     "config": {...}, "quality": q or None, "lmbda": λ,
+     "training": {...}, "state_dict": {...}}
+
+Transform weights may be stored in float16 to keep the package small; the
+entropy models (CDF tables, quantiles) stay exact. Loading casts everything
+back to float32, so encoder and decoder always run the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from compressai.models import CompressionModel
+
+from ..errors import WeightsError
+from .hyperprior import AttentionHyperprior
+from .spatial_ae import SpatialAttentionAE
+
+FORMAT = "attncomp-weights"
+FORMAT_VERSION = 1
+COMPRESSAI_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.18}
+LITE = dict(N=64, M=128, postfilter_channels=32)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    cls: type
+    config: dict
+    lambdas: dict = field(default_factory=lambda: dict(COMPRESSAI_LAMBDAS))
+    description: str = ""
+
+
+ZOO: dict[str, ZooEntry] = {
+    "attn-hyperprior": ZooEntry(
+        AttentionHyperprior, LITE, description="paper architecture at a CPU-trainable size (default)"
+    ),
+    "attn-hyperprior-paper": ZooEntry(
+        AttentionHyperprior, dict(N=192, M=320, postfilter_channels=192), description="paper sizes N=192, M=320"
+    ),
+    "plain-hyperprior": ZooEntry(
+        AttentionHyperprior, dict(LITE, attention=False, postfilter=False), description="ablation: no attention"
+    ),
+    "attn-hyperprior-noPF": ZooEntry(
+        AttentionHyperprior, dict(LITE, postfilter=False), description="ablation: attention, no post-filter"
+    ),
+    "spatial-ae": ZooEntry(SpatialAttentionAE, dict(in_channels=3), description="Wibowo's autoencoder, RGB"),
+    "spatial-ae-gray": ZooEntry(
+        SpatialAttentionAE, dict(in_channels=1), description="Wibowo's autoencoder, grayscale as the paper"
+    ),
+}
+DEFAULT_MODEL = "attn-hyperprior"
+_WEIGHTS_DIR = resources.files(__package__) / "weights"
+_EXACT_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
+
+
+def entry(name: str) -> ZooEntry:
+    if name not in ZOO:
+        raise WeightsError(f"unknown model {name!r}; known: {', '.join(sorted(ZOO))}")
+    return ZOO[name]
+
+
+def create(name: str, **overrides) -> CompressionModel:
+    """A freshly initialised (untrained) model of zoo type ``name``."""
+    spec = entry(name)
+    return spec.cls(**{**spec.config, **overrides})
+
+
+def bundled_weights(name: str, quality: int) -> Path:
+    return Path(str(_WEIGHTS_DIR / f"{name}-q{quality}.pt"))
+
+
+def available_qualities(name: str) -> list[int]:
+    return [q for q in sorted(entry(name).lambdas) if bundled_weights(name, q).is_file()]
+
+
+def load(name: str = DEFAULT_MODEL, quality: int = 3) -> CompressionModel:
+    """The bundled trained model ``name`` at ``quality``, ready to code (eval mode)."""
+    spec = entry(name)
+    if quality not in spec.lambdas:
+        raise WeightsError(f"quality {quality} is not defined for {name}; use 1..{max(spec.lambdas)}")
+    path = bundled_weights(name, quality)
+    if not path.is_file():
+        have = available_qualities(name)
+        raise WeightsError(
+            f"no bundled weights for {name} at quality {quality}"
+            + (f"; bundled qualities: {have}" if have else "; train some with attncomp-train")
+        )
+    return load_weights(path)
+
+
+def save_weights(model: CompressionModel, path, name: str, quality=None, lmbda=None, training=None, half=False):
+    """Export ``model`` (CDFs updated) to ``path`` atomically."""
+    model.update(force=True)
+    state = {}
+    for key, value in model.state_dict().items():
+        exact = key.startswith(_EXACT_PREFIXES) or not value.is_floating_point()
+        state[key] = value.detach().cpu().clone() if exact or not half else value.detach().cpu().half()
+    payload = dict(
+        format=FORMAT,
+        version=FORMAT_VERSION,
+        model=name,
+        config=dict(model.config),
+        quality=quality,
+        lmbda=lmbda,
+        training=dict(training or {}),
+        state_dict=state,
+    )
+    atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj, path) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_weights(path) -> dict:
+    """The validated payload of a weights file (no code is executed)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"weights file not found: {path}") from None
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights file {path}: {type(exc).__name__}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise WeightsError(f"{path} is not an attncomp weights file")
+    if payload.get("version") != FORMAT_VERSION:
+        raise WeightsError(f"{path} has weights format version {payload.get('version')}, expected {FORMAT_VERSION}")
+    return payload
+
+
+def load_weights(path) -> CompressionModel:
+    """A model built from an exported weights file, in eval mode with its CDFs."""
+    payload = read_weights(path)
+    spec = entry(payload["model"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    try:
+        model = spec.cls(**payload["config"])
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError) as exc:
+        raise WeightsError(f"{path} does not fit model {payload['model']}: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    model.zoo_name = payload["model"]
+    model.quality = payload.get("quality")
+    model.lmbda = payload.get("lmbda")
+    model.training_info = payload.get("training", {})
+    model.weights_hash = weights_hash(model)
+    return model
+
+
+def weights_hash(model: torch.nn.Module) -> bytes:
+    """First 8 bytes of SHA-256 over the state dict: a stream remembers which weights wrote it."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
+    return digest.digest()[:8]

@@ -1,0 +1,75 @@
+"""Export the trained model as a small weights file while training runs."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from ..models import zoo
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {cpu}, {torch.get_num_threads()} threads"
+
+
+class ExportWeights(pl.Callback):
+    """Writes ``path`` (see :mod:`attncomp.models.zoo`) every ``every_n_steps`` and at the end.
+
+    It also counts wall-clock training time across resumed runs, so the
+    exported file records the real budget behind the model.
+    """
+
+    def __init__(self, path, every_n_steps: int = 1000):
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self.seconds_before = 0.0
+        self._started = time.monotonic()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._started = time.monotonic()
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.seconds_before = float(state_dict.get("seconds", 0.0))
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.monotonic() - self._started
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.export(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.export(trainer, pl_module)
+
+    def export(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        hp = pl_module.hparams
+        quality = {v: k for k, v in zoo.COMPRESSAI_LAMBDAS.items()}.get(hp.lmbda)
+        training = dict(
+            steps=int(trainer.global_step),
+            hours=round(self.seconds() / 3600, 3),
+            hardware=hardware(),
+            batch_size=getattr(trainer.datamodule.hparams, "batch_size", None) if trainer.datamodule else None,
+            crop_size=getattr(trainer.datamodule.hparams, "crop_size", None) if trainer.datamodule else None,
+            precision=str(trainer.precision),
+            distortion=hp.distortion,
+        )
+        zoo.save_weights(pl_module.model, self.path, hp.model, quality=quality, lmbda=hp.lmbda, training=training)

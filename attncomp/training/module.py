@@ -1,0 +1,150 @@
+"""The LightningModule: one rate–distortion training step for any zoo model."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import pytorch_lightning as pl
+import torch
+from pytorch_msssim import ms_ssim
+
+from ..models import zoo
+
+
+def rate_bpp(likelihoods: dict, num_pixels: int) -> torch.Tensor:
+    """Estimated bits per pixel: −Σ log2 p over every latent."""
+    return sum(torch.log(lk).sum() for lk in likelihoods.values()) / (-math.log(2) * num_pixels)
+
+
+def psnr(mse: torch.Tensor) -> torch.Tensor:
+    return -10 * torch.log10(mse.clamp_min(1e-10))
+
+
+def step_decay(max_steps: int, decay_start: float, final_ratio: float):
+    """Constant learning rate, then a geometric decay to ``final_ratio`` over the last steps.
+
+    Holding the rate high for most of the run and annealing at the end is
+    what the paper's 3e-3 → 3e-5 schedule does; tying the decay to
+    ``max_steps`` lets a resumed run with a larger budget decay later.
+    """
+    start = int(max_steps * decay_start)
+
+    def factor(step: int) -> float:
+        if step <= start or max_steps <= start:
+            return 1.0
+        progress = min((step - start) / (max_steps - start), 1.0)
+        return final_ratio**progress
+
+    return factor
+
+
+class CompressionModule(pl.LightningModule):
+    """Trains a zoo model on loss = λ·255²·MSE + bpp (CompressAI's convention).
+
+    With ``distortion="ms-ssim"`` the loss is λ·(1 − MS-SSIM) + bpp. The
+    entropy bottleneck's quantiles have their own optimizer on CompressAI's
+    auxiliary loss, so optimisation is manual.
+
+    Args:
+        model: zoo name (``attncomp.models.ZOO``).
+        lmbda: rate–distortion trade-off λ.
+        model_config: overrides of the zoo entry's constructor arguments.
+        init_weights: exported weights to start from (fine-tune another rate).
+        lr: learning rate held for the first ``decay_start`` of the steps.
+        lr_final_ratio: the learning rate at the last step, relative to ``lr``.
+        channels_last: NHWC tensors, faster convolutions on CPU.
+        compile: ``torch.compile`` the transforms.
+    """
+
+    def __init__(
+        self,
+        model: str = zoo.DEFAULT_MODEL,
+        lmbda: float = 0.013,
+        distortion: Literal["mse", "ms-ssim"] = "mse",
+        model_config: Optional[dict] = None,
+        init_weights: Optional[str] = None,
+        lr: float = 1e-4,
+        lr_final_ratio: float = 0.01,
+        decay_start: float = 0.8,
+        aux_lr: float = 1e-3,
+        clip_max_norm: float = 1.0,
+        channels_last: bool = True,
+        compile: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        if init_weights:
+            self.model = zoo.load_weights(init_weights)
+            if self.model.zoo_name != model:
+                raise ValueError(f"--init_weights holds {self.model.zoo_name}, not {model}")
+            self.model.train()
+        else:
+            self.model = zoo.create(model, **(model_config or {}))
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if compile:
+            for name in ("g_a", "g_s", "h_a", "h_s", "post_filter", "encoder", "decoder"):
+                if hasattr(self.model, name):
+                    getattr(self.model, name).compile()
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return self.model(x)
+
+    def rd_loss(self, x: torch.Tensor, out: dict) -> dict:
+        x_hat = out["x_hat"].float()
+        num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        bpp = rate_bpp(out["likelihoods"], num_pixels)
+        mse = torch.mean((x_hat - x) ** 2)
+        if self.hparams.distortion == "mse":
+            distortion = 255**2 * mse
+        else:
+            distortion = 1 - ms_ssim(x_hat, x, data_range=1.0)
+        return {"loss": self.hparams.lmbda * distortion + bpp, "bpp": bpp, "mse": mse, "psnr": psnr(mse)}
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        optimizer, aux_optimizer = self.optimizers()
+        x = self._prepare(batch)
+        losses = self.rd_loss(x, self.model(x))
+
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(losses["loss"])
+        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_max_norm, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+        aux_loss = self.model.aux_loss()
+        aux_optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(aux_loss)
+        aux_optimizer.step()
+        self.lr_schedulers().step()
+
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False)
+        self.log_dict(
+            {"loss": losses["loss"].detach(), "bpp": losses["bpp"].detach(), "psnr": losses["psnr"].detach()},
+            prog_bar=True,
+            logger=False,
+        )
+        self.log("train/aux_loss", aux_loss.detach())
+        return losses["loss"]
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        x = self._prepare(batch)
+        out = self.model(x)
+        losses = self.rd_loss(x, out)
+        if min(x.shape[-2:]) > 160:  # MS-SSIM's five scales need at least 161 pixels
+            losses["ms_ssim"] = ms_ssim(out["x_hat"].float().clamp(0, 1), x, data_range=1.0)
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=x.shape[0], sync_dist=True)
+
+    def configure_optimizers(self):
+        quantiles = {n for n, p in self.model.named_parameters() if n.endswith(".quantiles")}
+        params = dict(self.model.named_parameters())
+        main = torch.optim.Adam([params[n] for n in sorted(params) if n not in quantiles], lr=self.hparams.lr)
+        aux = torch.optim.Adam([params[n] for n in sorted(quantiles)], lr=self.hparams.aux_lr)
+        max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else 1_000_000
+        schedule = step_decay(max_steps, self.hparams.decay_start, self.hparams.lr_final_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(main, schedule)
+        return [main, aux], [{"scheduler": scheduler, "interval": "step"}]

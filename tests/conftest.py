@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny models and generated images, so no test needs ../shared."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from attncomp.models import create, save_weights
+
+from .helpers import TINY, smooth_image
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    torch.manual_seed(0)
+    model = create("attn-hyperprior", **TINY)
+    model.eval()
+    model.update(force=True)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """An exported weights file of a tiny (untrained) attention hyperprior."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_weights(create("attn-hyperprior", **TINY), path, "attn-hyperprior", quality=None, lmbda=0.01)
+    return path
+
+
+@pytest.fixture
+def png(tmp_path):
+    """Write a generated image and return its path."""
+
+    def make(height=64, width=96, mode="RGB", name="image.png", **save_args):
+        array = smooth_image(height, width, 1 if mode in ("L", "I;16") else 3)
+        if mode == "RGBA":
+            array = np.dstack([array, np.full(array.shape[:2], 200, np.uint8)])
+        if mode == "I;16":
+            image = Image.fromarray(array.astype(np.uint16) * 257)
+        else:
+            image = Image.fromarray(array)
+        if mode == "P":
+            image = image.convert("P", palette=Image.Palette.ADAPTIVE)
+        path = tmp_path / name
+        image.save(path, **save_args)
+        return path
+
+    return make

@@ -1,0 +1,138 @@
+"""attncomp-codec as a user runs it: in a subprocess, with real files."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CODEC = [sys.executable, "-m", "attncomp.cli.codec"]
+
+
+def run(*args, stdin=None):
+    return subprocess.run([*CODEC, *map(str, args)], input=stdin, capture_output=True, timeout=300)
+
+
+def assert_clean_error(result, *words):
+    assert result.returncode != 0
+    err = result.stderr.decode()
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("attncomp-codec: error:"), err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def encode(src, dst, weights, *extra):
+    result = run("encode", src, dst, "--weights", weights, *extra)
+    assert result.returncode == 0, result.stderr.decode()
+    return result
+
+
+def test_help_reads_well():
+    result = run("--help")
+    assert result.returncode == 0
+    text = result.stdout.decode()
+    for word in ("encode", "decode", "info", "examples"):
+        assert word in text
+    assert "--quality" in run("encode", "--help").stdout.decode()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (65, 97), (64, 64)])
+def test_round_trip_any_size(tmp_path, png, tiny_weights, size):
+    src = png(*size)
+    result = encode(src, tmp_path / "a.atc", tiny_weights)
+    assert "bpp" in result.stderr.decode()
+    assert run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", tiny_weights).returncode == 0
+    out = Image.open(tmp_path / "b.png")
+    assert out.size == (size[1], size[0]) and out.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode,expected", [("L", "L"), ("RGBA", "RGB"), ("P", "RGB"), ("I;16", "L")])
+def test_unusual_modes(tmp_path, png, tiny_weights, mode, expected):
+    encode(png(40, 50, mode=mode), tmp_path / "a.atc", tiny_weights)
+    assert run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", tiny_weights).returncode == 0
+    assert Image.open(tmp_path / "b.png").mode == expected
+
+
+def test_decoded_file_equals_library_decode_and_info_describes_it(tmp_path, png, tiny_weights):
+    from attncomp.codec import decode
+    from attncomp.models import load_weights
+
+    encode(png(70, 90), tmp_path / "a.atc", tiny_weights)
+    run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", tiny_weights)
+    expected = decode((tmp_path / "a.atc").read_bytes(), load_weights(tiny_weights))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), np.asarray(expected))
+    info = run("info", tmp_path / "a.atc").stdout.decode()
+    assert "attn-hyperprior" in info and "90×70" in info and "custom weights" in info
+
+
+def test_stdin_and_stdout(tmp_path, png, tiny_weights):
+    stream = run("encode", "-", "-", "--weights", tiny_weights, stdin=png(33, 44).read_bytes())
+    assert stream.returncode == 0 and stream.stdout[:4] == b"ATNC"
+    image = run("decode", "-", "-", "--weights", tiny_weights, stdin=stream.stdout)
+    assert image.returncode == 0 and image.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_existing_output_is_kept_without_force(tmp_path, png, tiny_weights):
+    out = tmp_path / "a.atc"
+    out.write_bytes(b"precious")
+    assert_clean_error(run("encode", png(), out, "--weights", tiny_weights), "exists", "--force")
+    assert out.read_bytes() == b"precious"
+    encode(png(), out, tiny_weights, "--force")
+    assert out.read_bytes()[:4] == b"ATNC"
+
+
+def test_missing_and_non_image_inputs(tmp_path, tiny_weights):
+    assert_clean_error(run("encode", tmp_path / "nope.png", tmp_path / "a.atc", "--weights", tiny_weights), "no such file")
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    assert_clean_error(run("encode", text, tmp_path / "a.atc", "--weights", tiny_weights), "not an image")
+    assert_clean_error(run("decode", text, tmp_path / "b.png"), "not an attncomp stream")
+    assert not (tmp_path / "a.atc").exists() and not (tmp_path / "b.png").exists()
+
+
+def test_corrupted_and_truncated_streams_leave_no_output(tmp_path, png, tiny_weights):
+    encode(png(), tmp_path / "a.atc", tiny_weights)
+    data = (tmp_path / "a.atc").read_bytes()
+    (tmp_path / "cut.atc").write_bytes(data[: len(data) // 2])
+    assert_clean_error(run("decode", tmp_path / "cut.atc", tmp_path / "b.png", "--weights", tiny_weights), "CRC")
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    (tmp_path / "flip.atc").write_bytes(bytes(flipped))
+    assert_clean_error(run("decode", tmp_path / "flip.atc", tmp_path / "b.png", "--weights", tiny_weights), "corrupted")
+    newer = bytearray(data)
+    newer[4] = 99
+    (tmp_path / "v99.atc").write_bytes(bytes(newer))
+    assert_clean_error(run("decode", tmp_path / "v99.atc", tmp_path / "b.png"), "version 99")
+    assert not (tmp_path / "b.png").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_weights_that_do_not_match_the_stream(tmp_path, png, tiny_weights):
+    import torch
+
+    from attncomp.models import create, save_weights
+
+    encode(png(), tmp_path / "a.atc", tiny_weights)
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    save_weights(create("attn-hyperprior", N=16, M=24, postfilter_channels=8, reduction=4), other, "attn-hyperprior")
+    assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", other), "not by")
+    assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.png"), "--weights")
+
+
+def test_unknown_model_quality_and_weights(tmp_path, png):
+    src = png()
+    bad_model = run("encode", src, tmp_path / "a.atc", "--model", "nope")
+    assert bad_model.returncode == 2 and "invalid choice" in bad_model.stderr.decode()
+    assert_clean_error(run("encode", src, tmp_path / "a.atc", "--quality", "42"), "quality 42")
+    junk = tmp_path / "w.pt"
+    junk.write_bytes(b"junk")
+    assert_clean_error(run("encode", src, tmp_path / "a.atc", "--weights", junk), "weights")
+
+
+def test_unknown_output_format_is_refused_before_decoding(tmp_path, png, tiny_weights):
+    encode(png(), tmp_path / "a.atc", tiny_weights)
+    assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.xyz", "--weights", tiny_weights), "format")

@@ -1,0 +1,71 @@
+"""The stream container: a documented byte layout that rejects anything malformed."""
+
+import struct
+import zlib
+
+import pytest
+
+from attncomp.codec.container import FORMAT_VERSION, MAGIC, Stream, pack, unpack
+from attncomp.errors import StreamError
+
+
+def sample(width=200, height=100, tile=128):
+    stream = Stream("attn-hyperprior", 3, bytes(range(8)), width, height, "RGB", tile)
+    for i, _ in enumerate(stream.tile_boxes()):
+        stream.tiles.append(((2, 2), [bytes([i]) * (10 + i), b"zz"]))
+    return stream
+
+
+def test_round_trip_keeps_every_field():
+    stream = sample()
+    again = unpack(pack(stream))
+    assert again == stream
+    assert again.grid == (1, 2)
+
+
+def test_layout_starts_with_magic_version_and_name():
+    data = pack(sample())
+    assert data[:4] == MAGIC and data[4] == FORMAT_VERSION
+    assert data[5] == len("attn-hyperprior") and data[6:21] == b"attn-hyperprior"
+    assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
+
+
+@pytest.mark.parametrize("cut", [1, 5, 20, 40, 60])
+def test_truncated_streams_are_rejected(cut):
+    data = pack(sample())
+    with pytest.raises(StreamError):
+        unpack(data[:-cut])
+
+
+def test_every_single_bit_flip_is_detected():
+    data = pack(sample())
+    for position in range(len(data)):
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << (position % 8)
+        with pytest.raises(StreamError):
+            unpack(bytes(flipped))
+
+
+def test_wrong_magic_and_version_have_their_own_messages():
+    data = pack(sample())
+    with pytest.raises(StreamError, match="not an attncomp stream"):
+        unpack(b"PNG!" + data[4:])
+    newer = bytearray(data)
+    newer[4] = FORMAT_VERSION + 1
+    with pytest.raises(StreamError, match="version"):
+        unpack(bytes(newer))
+
+
+def test_absurd_dimensions_are_rejected_before_allocation():
+    data = pack(sample(width=60000, height=60000, tile=60000))
+    with pytest.raises(StreamError, match="exceeds the limit"):
+        unpack(data, max_pixels=10**8)
+
+
+def test_lengths_pointing_past_the_end_are_rejected():
+    stream = sample()
+    body = bytearray(pack(stream)[:-4])
+    first_length = body.index(bytes([0]) * 10) - 4  # the u32 before tile 0's first string
+    body[first_length : first_length + 4] = struct.pack("<I", 10**6)
+    with pytest.raises(StreamError, match="truncated"):
+        unpack(bytes(body) + struct.pack("<I", zlib.crc32(body)))

@@ -1,0 +1,115 @@
+"""Real bitstreams: the decoder recovers exactly what the encoder quantised."""
+
+import pytest
+import torch
+
+from attncomp.models import create
+from attncomp.models.fixed_point import ACT_BITS, GATE_BITS, GATE_RANGE, GATE_TABLE, fixed_point_forward
+
+from .helpers import TINY, smooth_image
+
+
+def image_tensor(h=128, w=192, seed=0):
+    return torch.from_numpy(smooth_image(h, w, seed=seed)).permute(2, 0, 1)[None].float() / 255
+
+
+@torch.no_grad()
+def test_decoded_latents_equal_the_encoders_quantised_latents(tiny_model):
+    x = image_tensor()
+    y = tiny_model.g_a(x)
+    z = tiny_model.h_a(torch.abs(y))
+    coded = tiny_model.compress(x)
+    decoded = tiny_model.decompress(coded["strings"], coded["shape"])
+    assert torch.equal(decoded["y_hat"], torch.round(y))
+    medians = tiny_model.entropy_bottleneck._get_medians()
+    z_hat = tiny_model.entropy_bottleneck.decompress(coded["strings"][1], coded["shape"])
+    assert torch.equal(z_hat, torch.round(z - medians) + medians)
+
+
+@torch.no_grad()
+def test_decoded_image_equals_forward_reconstruction_in_eval_mode(tiny_model):
+    x = image_tensor()
+    coded = tiny_model.compress(x)
+    decoded = tiny_model.decompress(coded["strings"], coded["shape"])["x_hat"]
+    assert torch.equal(decoded, tiny_model(x)["x_hat"].clamp(0, 1))
+
+
+@torch.no_grad()
+def test_spatial_ae_round_trip_is_exact():
+    torch.manual_seed(0)
+    model = create("spatial-ae").eval()
+    model.update(force=True)
+    x = image_tensor(32, 48)
+    coded = model.compress(x)
+    decoded = model.decompress(coded["strings"], coded["shape"])
+    assert torch.equal(decoded["y_hat"], torch.round(model.encode(x)))
+    assert torch.equal(decoded["x_hat"], model(x)["x_hat"].clamp(0, 1))
+
+
+@torch.no_grad()
+def test_estimated_rate_matches_the_coded_bytes(tiny_model):
+    x = image_tensor(256, 256)
+    likelihoods = tiny_model(x)["likelihoods"]
+    estimated_bits = sum(-torch.log2(v).sum().item() for v in likelihoods.values())
+    coded = tiny_model.compress(x)
+    actual_bits = 8 * sum(len(s[0]) for s in coded["strings"])
+    # the range coder adds a few flush bytes per string
+    assert actual_bits == pytest.approx(estimated_bits, rel=0.03, abs=2 * 80)
+
+
+# --- deterministic hyper-synthesis -------------------------------------------------------
+
+
+def scales(model, z_hat):
+    return fixed_point_forward(model.h_s, z_hat)
+
+
+@torch.no_grad()
+def z_hat_of(model, seed):
+    return model.entropy_bottleneck.decompress(model.entropy_bottleneck.compress(
+        model.h_a(torch.abs(model.g_a(image_tensor(seed=seed))))), (2, 3))
+
+
+@torch.no_grad()
+def test_fixed_point_scales_do_not_depend_on_threads_memory_format_or_batch(tiny_model):
+    z1, z2 = z_hat_of(tiny_model, 0), z_hat_of(tiny_model, 1)
+    reference = scales(tiny_model, z1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single_thread = scales(tiny_model, z1)
+    finally:
+        torch.set_num_threads(threads)
+    channels_last = scales(tiny_model, z1.contiguous(memory_format=torch.channels_last))
+    batched = scales(tiny_model, torch.cat([z2, z1, z2]))[1:2]
+    for other in (single_thread, channels_last, batched):
+        assert torch.equal(other, reference)
+
+
+@torch.no_grad()
+def test_fixed_point_scales_do_not_depend_on_summation_order(tiny_model):
+    """Permuting the input channels (and the weights with them) reorders every sum."""
+    z = z_hat_of(tiny_model, 0)
+    reference = scales(tiny_model, z)
+    permuted = create("attn-hyperprior", **TINY).eval()
+    permuted.load_state_dict(tiny_model.state_dict())
+    order = torch.randperm(z.shape[1], generator=torch.Generator().manual_seed(3))
+    first = permuted.h_s[0]
+    first.weight.data = first.weight.data[order]
+    assert torch.equal(scales(permuted, z[:, order]), reference)
+
+
+@torch.no_grad()
+def test_fixed_point_scales_stay_close_to_the_float_network(tiny_model):
+    z = z_hat_of(tiny_model, 0)
+    exact, float_scales = scales(tiny_model, z), tiny_model.h_s(z).double()
+    assert torch.allclose(exact, float_scales, rtol=0.02, atol=4 / 2**ACT_BITS)
+
+
+def test_gate_table_entries_lie_far_from_rounding_boundaries():
+    """So that any libm's sigmoid (error far below 1e-9) rounds to the same table."""
+    steps = torch.arange(-GATE_RANGE * 2**ACT_BITS, GATE_RANGE * 2**ACT_BITS + 1, dtype=torch.float64)
+    scaled = torch.sigmoid(steps / 2**ACT_BITS) * 2**GATE_BITS
+    distance = (scaled - torch.floor(scaled) - 0.5).abs()
+    assert distance.min() > 1e-9
+    assert torch.equal(torch.round(scaled), GATE_TABLE)
