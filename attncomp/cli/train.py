@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from ..training import CompressionModule, ExportWeights, ImageFolderData
+from ..training import CompressionModule, ExportWeights, ImageFolderData, PeriodicCheckpoint
 
 ALIASES = {
     "--lmbda": "--model.lmbda",
@@ -57,14 +56,7 @@ class TrainCLI(LightningCLI):
         out = Path(self.config["out"])
         every = self.config["checkpoint_every"]
         callbacks = [
-            ModelCheckpoint(
-                dirpath=out / "checkpoints",
-                filename="step{step:07d}",
-                auto_insert_metric_name=False,
-                every_n_train_steps=every,
-                save_top_k=1,
-                save_last=True,
-            ),
+            PeriodicCheckpoint(out / "checkpoints", every_n_train_steps=every),
             ExportWeights(out / "weights.pt", every_n_steps=every),
         ]
         loggers = [CSVLogger(out, name="csv", version=""), TensorBoardLogger(out, name="tensorboard", version="")]

@@ -36,7 +36,7 @@ def _save_args(codec: str, setting, pixels: int, channels: int) -> dict:
     if codec == "avif":
         return dict(format="AVIF", quality=int(setting), speed=6)
     ratio = 8 * channels / float(setting)  # JPEG 2000 takes a compression ratio
-    return dict(format="JPEG2000", quality_mode="rates", quality_layers=[ratio], irreversible=True, mct=1)
+    return dict(format="JPEG2000", quality_mode="rates", quality_layers=[ratio], irreversible=True, mct=int(channels == 3))
 
 
 def roundtrip(image: Image.Image, codec: str, setting) -> tuple[bytes, np.ndarray, float, float]:

@@ -72,4 +72,6 @@ class ExportWeights(pl.Callback):
             precision=str(trainer.precision),
             distortion=hp.distortion,
         )
+        if pl_module.parent:
+            training["initialised_from"] = pl_module.parent
         zoo.save_weights(pl_module.model, self.path, hp.model, quality=quality, lmbda=hp.lmbda, training=training)

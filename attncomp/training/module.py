@@ -75,10 +75,12 @@ class CompressionModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
+        self.parent = None  # what the initial weights were trained with, for the export's record
         if init_weights:
             self.model = zoo.load_weights(init_weights)
             if self.model.zoo_name != model:
                 raise ValueError(f"--init_weights holds {self.model.zoo_name}, not {model}")
+            self.parent = dict(self.model.training_info, lmbda=self.model.lmbda)
             self.model.train()
         else:
             self.model = zoo.create(model, **(model_config or {}))
@@ -91,6 +93,16 @@ class CompressionModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> dict:
         return self.model(x)
+
+    def setup(self, stage: str) -> None:
+        # The quantiles only see the auxiliary loss, which does not depend on the data: every
+        # DDP rank computes the same gradient for them, so DDP need not (and cannot) sync them.
+        quantiles = [f"model.{n}" for n, _ in self.model.named_parameters() if n.endswith(".quantiles")]
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, quantiles)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Through CompressAI's loader, which resizes the CDF buffers an export filled."""
+        return self.model.load_state_dict({k.removeprefix("model."): v for k, v in state_dict.items()}, strict=strict)
 
     def rd_loss(self, x: torch.Tensor, out: dict) -> dict:
         x_hat = out["x_hat"].float()
@@ -119,7 +131,7 @@ class CompressionModule(pl.LightningModule):
         aux_loss = self.model.aux_loss()
         aux_optimizer.zero_grad(set_to_none=True)
         self.manual_backward(aux_loss)
-        aux_optimizer.step()
+        aux_optimizer.optimizer.step()  # the raw optimizer: global_step counts batches, not two steps each
         self.lr_schedulers().step()
 
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False)

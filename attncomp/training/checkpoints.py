@@ -1,0 +1,32 @@
+"""Checkpoints every K steps and at the end of the run, so a stop never loses the tail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` (and the newest ``step*.ckpt``) every ``every_n_train_steps`` and when training ends.
+
+    Lightning writes checkpoints through an fsspec transaction (a temporary
+    file renamed into place), so a killed run leaves the previous checkpoint
+    intact rather than a half-written one.
+    """
+
+    def __init__(self, dirpath, every_n_train_steps: int):
+        super().__init__(
+            dirpath=dirpath,
+            filename="step{step:07d}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=every_n_train_steps,
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,  # a resumed run keeps writing last.ckpt
+        )
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        if trainer.global_step != self._last_global_step_saved:
+            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")

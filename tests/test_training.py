@@ -1,0 +1,127 @@
+"""Training: the step learns, runs resume, exports load into the codec, DDP works."""
+
+import subprocess
+import sys
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from attncomp.codec import decode, encode
+from attncomp.models import load_weights
+from attncomp.training import CompressionModule
+from attncomp.training.module import step_decay
+
+from .helpers import TINY, smooth_image
+
+TRAIN = [sys.executable, "-m", "attncomp.cli.train"]
+
+
+def tiny_module(**kwargs):
+    torch.manual_seed(0)
+    return CompressionModule(model="attn-hyperprior", model_config=TINY, lmbda=0.01, lr=1e-3, **kwargs)
+
+
+def fixed_batches(n_steps, size=64):
+    batch = torch.stack([torch.from_numpy(smooth_image(size, size, seed=s)).permute(2, 0, 1).float() / 255 for s in range(4)])
+    return DataLoader([batch] * n_steps, batch_size=None)
+
+
+def trainer(steps, **kwargs):
+    return pl.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, **kwargs)
+
+
+def test_one_step_changes_the_weights_and_the_quantiles():
+    module = tiny_module()
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer(1).fit(module, fixed_batches(1))
+    after = module.model.state_dict()
+    assert not torch.equal(before["g_a.0.weight"], after["g_a.0.weight"])
+    assert not torch.equal(before["entropy_bottleneck.quantiles"], after["entropy_bottleneck.quantiles"])
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
+    module = tiny_module(channels_last=False, decay_start=1.0)
+    batch = next(iter(fixed_batches(1)))
+    module.model.train()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        start = module.rd_loss(batch, module.model(batch))["loss"].item()
+    trainer(80).fit(module, fixed_batches(80))
+    with torch.no_grad():
+        torch.manual_seed(1)
+        end = module.rd_loss(batch, module.model(batch))["loss"].item()
+    assert end < 0.9 * start
+
+
+def test_bf16_training_keeps_the_entropy_models_in_float32():
+    module = tiny_module()
+    batch = next(iter(fixed_batches(1)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module.model(batch)
+    assert out["likelihoods"]["y"].dtype == torch.float32
+    assert out["likelihoods"]["z"].dtype == torch.float32
+
+
+def test_learning_rate_holds_then_decays_to_the_final_ratio():
+    factor = step_decay(1000, decay_start=0.8, final_ratio=0.01)
+    assert factor(0) == factor(800) == 1.0
+    assert factor(900) == pytest.approx(0.1)
+    assert factor(1000) == pytest.approx(0.01)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    for seed in range(3):
+        Image.fromarray(smooth_image(80, 96, seed=seed)).save(folder / f"train{seed}.png")
+    Image.fromarray(smooth_image(40, 40, seed=9)).save(folder / "small.webp", lossless=True)  # padded up to the crop
+    return folder
+
+
+def cli(out, folder, *extra):
+    args = ["--model.model_config", "{N: 16, M: 24, postfilter_channels: 8, reduction: 4}", "--data", folder,
+            "--val-data", folder, "--data.crop_size", "64", "--data.batch_size", "2", "--out", out,
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1", *extra]
+    return subprocess.run([*TRAIN, "--lmbda", "0.0067", *map(str, args)], capture_output=True, timeout=600)
+
+
+def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_folder):
+    out = tmp_path / "run"
+    first = cli(out, image_folder, "--max-steps", "5", "--checkpoint_every", "5")
+    assert first.returncode == 0, first.stderr.decode()[-3000:]
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    weights = load_weights(out / "weights.pt")
+    assert weights.lmbda == 0.0067 and weights.quality == 3 and weights.training_info["steps"] == 5
+
+    second = cli(out, image_folder, "--max-steps", "8", "--resume", "last", "--checkpoint_every", "100")
+    assert second.returncode == 0, second.stderr.decode()[-3000:]
+    resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 8
+    assert load_weights(out / "weights.pt").training_info["steps"] == 8
+
+    image = smooth_image(50, 70)
+    decoded = decode(encode(image, load_weights(out / "weights.pt")), load_weights(out / "weights.pt"))
+    assert decoded.size == (70, 50)
+    assert (out / "csv" / "metrics.csv").is_file()
+
+
+def test_cli_help_and_print_config():
+    help_text = subprocess.run([*TRAIN, "--help"], capture_output=True, timeout=120).stdout.decode()
+    for option in ("--lmbda", "--out", "--resume", "--model.distortion", "--data.crop_size"):
+        assert option in help_text
+    config = subprocess.run([*TRAIN, "--config", "configs/lite.yaml", "--lmbda", "0.025", "--print_config"],
+                            capture_output=True, timeout=120).stdout.decode()
+    assert "lmbda: 0.025" in config and "crop_size: 128" in config
+
+
+def test_ddp_with_two_cpu_processes(tmp_path, image_folder):
+    result = cli(tmp_path / "ddp", image_folder, "--max-steps", "3", "--accelerator", "cpu", "--devices", "2",
+                 "--strategy", "ddp", "--checkpoint_every", "3")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert "MEMBER: 2/2" in result.stderr.decode() + result.stdout.decode()  # the second process joined
+    assert torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
