@@ -22,7 +22,9 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from ..errors import AttncompError
 from ..training import CompressionModule, ExportWeights, ImageFolderData, PeriodicCheckpoint
+from ..training.checkpoints import check_resumable
 
 ALIASES = {
     "--lmbda": "--model.lmbda",
@@ -68,23 +70,30 @@ class TrainCLI(LightningCLI):
         )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     # DDP relaunches this program with sys.argv, so the translated options go there.
     sys.argv[1:] = translate(sys.argv[1:] if argv is None else argv)
-    cli = TrainCLI(
-        CompressionModule,
-        ImageFolderData,
-        run=False,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": __doc__, "prog": "attncomp-train"},
-        seed_everything_default=0,
-    )
-    resume = cli.config["resume"]
-    if resume == "last":
-        last = Path(cli.config["out"]) / "checkpoints" / "last.ckpt"
-        resume = str(last) if last.is_file() else None
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
+    try:
+        cli = TrainCLI(
+            CompressionModule,
+            ImageFolderData,
+            run=False,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": __doc__, "prog": "attncomp-train"},
+            seed_everything_default=0,
+        )
+        resume = cli.config["resume"]
+        if resume == "last":
+            last = Path(cli.config["out"]) / "checkpoints" / "last.ckpt"
+            resume = str(last) if last.is_file() else None
+        if resume:
+            check_resumable(resume, cli.model)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
+    except AttncompError as exc:
+        print(f"attncomp-train: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

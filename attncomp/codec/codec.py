@@ -10,6 +10,7 @@ from ..errors import StreamError, WeightsError
 from ..models import zoo
 from .container import Stream, pack, unpack
 
+_GUARD = bytes(16)
 DEFAULT_TILE = 1024  # pixels; bounds memory for very large images (a 1024² tile of the lite model: ~0.5 GB)
 
 
@@ -74,7 +75,8 @@ def decode(data: bytes, model=None) -> Image.Image:
         expected = (-(-h // factor), -(-w // factor))
         if tuple(shape) != expected:
             raise StreamError(f"tile latent shape {tuple(shape)} does not match the image ({expected})")
-        x_hat = model.decompress([[s] for s in strings], shape)["x_hat"]
+        # zero padding keeps the range decoder's look-ahead inside the buffer on hostile input
+        x_hat = model.decompress([[s + _GUARD] for s in strings], shape)["x_hat"]
         canvas[..., top : top + h, left : left + w] = x_hat[..., :h, :w]
     mode = "L" if stream.mode == "L" or channels == 1 else "RGB"
     return imageio.to_image(canvas, mode)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+
+from ..errors import WeightsError
+
+# CDF tables that an export fills in; their sizes legitimately change during training
+_CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
@@ -30,3 +36,19 @@ class PeriodicCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if trainer.global_step != self._last_global_step_saved:
             trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+
+
+def check_resumable(path, module) -> None:
+    """Refuse a checkpoint that is unreadable or was written for another model, with a clear message."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"checkpoint not found: {path}") from None
+    except Exception as exc:
+        raise WeightsError(f"cannot read checkpoint {path} ({type(exc).__name__}); it may be truncated or corrupt") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "global_step" not in checkpoint:
+        raise WeightsError(f"{path} is not a Lightning checkpoint")
+    expected = {k: v.shape for k, v in module.state_dict().items() if not k.endswith(_CDF_BUFFERS)}
+    found = {k: v.shape for k, v in checkpoint["state_dict"].items() if not k.endswith(_CDF_BUFFERS)}
+    if expected != found:
+        raise WeightsError(f"checkpoint {path} was written for a different model or configuration")

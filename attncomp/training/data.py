@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import ImageError
 from ..image import list_images, open_image
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def load_folder(folder, channels: int = 3, min_size: int = 0) -> list[torch.Tens
             tensor = _reflect_pad(tensor, pad_h, pad_w)
         images.append(tensor.contiguous())
     if not images:
-        raise ValueError(f"no images found in {folder}")
+        raise ImageError(f"no images found in {folder}")
     if padded:
         log.warning("%d of %d images in %s are smaller than %d px and were padded", padded, len(images), folder, min_size)
     return images
@@ -121,7 +122,7 @@ class ImageFolderData(pl.LightningDataModule):
         hp = self.hparams
         if not self.train_images and stage in (None, "fit"):
             if hp.train_dir is None:
-                raise ValueError("no training data: pass --data DIR")
+                raise ImageError("no training data: pass --data DIR")
             self.train_images = load_folder(hp.train_dir, hp.channels, hp.crop_size)
         if not self.val_images and hp.val_dir is not None and stage in (None, "fit", "validate"):
             self.val_images = load_folder(hp.val_dir, hp.channels, 64)[: hp.val_images]

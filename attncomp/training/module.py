@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_msssim import ms_ssim
 
+from ..errors import WeightsError
 from ..models import zoo
 
 
@@ -79,7 +80,7 @@ class CompressionModule(pl.LightningModule):
         if init_weights:
             self.model = zoo.load_weights(init_weights)
             if self.model.zoo_name != model:
-                raise ValueError(f"--init_weights holds {self.model.zoo_name}, not {model}")
+                raise WeightsError(f"--model.init_weights holds {self.model.zoo_name}, not {model}")
             self.parent = dict(self.model.training_info, lmbda=self.model.lmbda)
             self.model.train()
         else:

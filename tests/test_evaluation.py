@@ -1,0 +1,81 @@
+"""Evaluation: metrics on known inputs, BD-rate on a known answer, the report from tiny images."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attncomp.evaluation import bd_rate, ms_ssim, psnr
+from attncomp.evaluation.anchors import SWEEPS, available, roundtrip
+
+from .helpers import smooth_image
+
+
+def test_psnr_of_identical_images_is_infinite_and_of_known_error_is_exact():
+    a = smooth_image(32, 32)
+    assert psnr(a, a) == math.inf
+    b = a.astype(np.int16) + 1
+    b[b > 255] = 254
+    mse = np.mean((a.astype(float) - b) ** 2)
+    assert psnr(a, b.astype(np.uint8)) == pytest.approx(10 * math.log10(255**2 / mse))
+
+
+def test_ms_ssim_is_one_for_identical_images_and_nan_when_too_small():
+    a = smooth_image(192, 192)
+    assert ms_ssim(a, a) == pytest.approx(1.0)
+    noisy = np.clip(a + np.random.default_rng(0).normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    assert 0 < ms_ssim(a, noisy) < 0.99
+    assert math.isnan(ms_ssim(a[:64, :64], a[:64, :64]))
+
+
+def test_bd_rate_of_a_curve_shifted_by_a_known_rate_factor():
+    rate = np.array([0.1, 0.25, 0.5, 1.0, 2.0])
+    quality = 30 + 6 * np.log2(rate)
+    assert bd_rate(rate, quality, 0.75 * rate, quality) == pytest.approx(-25.0, abs=0.01)
+    assert bd_rate(rate, quality, rate, quality) == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(bd_rate(rate, quality, rate, quality + 100))  # no overlap
+
+
+@pytest.mark.parametrize("codec", sorted(SWEEPS))
+def test_every_anchor_round_trips_through_pillow(codec):
+    if not available(codec):
+        pytest.skip(f"this Pillow has no {codec}")
+    image = Image.fromarray(smooth_image(64, 80))
+    data, decoded, *_ = roundtrip(image, codec, SWEEPS[codec][len(SWEEPS[codec]) // 2])
+    assert decoded.shape == (64, 80, 3) and 0 < len(data) < 64 * 80 * 3
+    assert psnr(np.asarray(image), decoded) > 20
+
+
+def test_report_from_two_tiny_images(tmp_path, tiny_weights):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for seed in range(2):
+        Image.fromarray(smooth_image(64, 96, seed=seed)).save(folder / f"img{seed}.png")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "attncomp.cli.evaluate", folder, "--weights", tiny_weights,
+         "--anchors", "jpeg", "webp", "--out", out, "--no-progress"],
+        capture_output=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    for name in ("per_image.csv", "attn-hyperprior.json", "jpeg.json", "webp.json", "bd_rate.md", "rd_psnr.png"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "jpeg.json").read_text())["results"]
+    assert len(results["bpp"]) == len(SWEEPS["jpeg"]) and results["bpp"] == sorted(results["bpp"])
+    ours = json.loads((out / "attn-hyperprior.json").read_text())["results"]
+    assert ours["bpp"][0] > 0 and ours["estimated_bpp"][0] > 0
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64") >= 2 + 2 * 3  # plots, then crops of 2 images × 3 codecs
+    assert "BD-rate" in html and "<table>" in html
+    assert "bit allocation" in html and "channel attention" in html
+
+
+def test_eval_errors_are_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "attncomp.cli.evaluate", tmp_path / "missing", "--anchors", "jpeg"],
+                            capture_output=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.decode().strip().startswith("attncomp-eval: error:") and "Traceback" not in result.stderr.decode()

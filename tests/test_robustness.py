@@ -1,0 +1,236 @@
+"""Hostile streams, unusual images, deterministic decoding and crash-safe training."""
+
+import io
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from attncomp import image as imageio
+from attncomp.codec import decode, encode, pack, unpack
+from attncomp.errors import AttncompError, ImageError, StreamError
+from attncomp.models import load_weights
+
+from .helpers import smooth_image
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def model(tiny_weights):
+    return load_weights(tiny_weights)
+
+
+@pytest.fixture(scope="module")
+def stream(model):
+    return encode(smooth_image(70, 130), model, tile_size=64)  # 2×3 tiles
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+# --- decoder hardening --------------------------------------------------------------------
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bytes_are_rejected(model, data):
+    with pytest.raises(StreamError):
+        decode(data, model)
+
+
+@FUZZ
+@given(st.data())
+def test_truncation_at_any_offset_is_rejected(model, stream, data):
+    cut = data.draw(st.integers(0, len(stream) - 1))
+    with pytest.raises(StreamError):
+        decode(stream[:cut], model)
+
+
+@FUZZ
+@given(st.data())
+def test_a_bit_flip_anywhere_is_rejected(model, stream, data):
+    position = data.draw(st.integers(0, len(stream) - 1))
+    flipped = bytearray(stream)
+    flipped[position] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(StreamError):
+        decode(bytes(flipped), model)
+
+
+@FUZZ
+@given(st.data())
+def test_hostile_streams_with_a_valid_crc_never_crash(model, stream, data):
+    """An attacker can recompute the CRC: the decoder must still end in our exception or an image."""
+    body = bytearray(stream[:-4])
+    for _ in range(data.draw(st.integers(1, 8))):
+        body[data.draw(st.integers(0, len(body) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        image = decode(with_crc(bytes(body)), model)
+    except AttncompError:
+        return
+    header = unpack(with_crc(bytes(body)))
+    assert image.size == (header.width, header.height)
+
+
+def test_garbage_range_coded_strings_decode_or_fail_cleanly(model, stream):
+    parsed = unpack(stream)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        parsed.tiles = [(shape, [rng.bytes(int(rng.integers(0, 40))) for _ in strings]) for shape, strings in parsed.tiles]
+        assert decode(pack(parsed), model).size == (130, 70)
+
+
+def test_absurd_dimensions_are_refused_before_allocation(model, stream):
+    parsed = unpack(stream)
+    parsed.width = parsed.height = 1_000_000
+    with pytest.raises(StreamError, match="limit"):
+        decode(pack(parsed), model)
+
+
+def test_latent_shapes_that_do_not_fit_the_image_are_refused(model, stream):
+    parsed = unpack(stream)
+    parsed.tiles[0] = ((9, 9), parsed.tiles[0][1])
+    with pytest.raises(StreamError, match="shape"):
+        decode(pack(parsed), model)
+
+
+def test_pixel_limit_is_configurable(model):
+    old = imageio.MAX_PIXELS
+    try:
+        imageio.set_max_pixels(1000)
+        with pytest.raises(ImageError, match="limit"):
+            encode(smooth_image(40, 40), model)
+    finally:
+        imageio.set_max_pixels(old)
+
+
+# --- deterministic decoding ---------------------------------------------------------------
+
+
+@torch.inference_mode()
+def decoded_latents(model, data):
+    parsed = unpack(data)
+    shape, strings = parsed.tiles[0]
+    return model.decompress([[s] for s in strings], shape)["y_hat"]
+
+
+def test_decoding_is_bit_identical_across_threads_and_memory_formats(tiny_weights, model):
+    data = encode(smooth_image(128, 192), model)
+    reference = decoded_latents(model, data)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = decoded_latents(model, data)
+    finally:
+        torch.set_num_threads(threads)
+    nhwc = load_weights(tiny_weights).to(memory_format=torch.channels_last)
+    assert torch.equal(single, reference)
+    assert torch.equal(decoded_latents(nhwc, data), reference)
+    assert np.array_equal(np.asarray(decode(data, nhwc)), np.asarray(decode(data, model)))
+
+
+# --- unusual images -----------------------------------------------------------------------
+
+
+def roundtrip(model, source):
+    return decode(encode(source, model), model)
+
+
+def test_cmyk_jpeg_is_converted_to_rgb(model):
+    buffer = io.BytesIO()
+    Image.fromarray(smooth_image(40, 60)).convert("CMYK").save(buffer, format="JPEG", quality=95)
+    assert roundtrip(model, buffer.getvalue()).mode == "RGB"
+
+
+def test_exif_orientation_is_applied(model):
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    Image.fromarray(smooth_image(40, 60)).save(buffer, format="JPEG", exif=exif)
+    assert roundtrip(model, buffer.getvalue()).size == (40, 60)
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (7, 3000), (3000, 7)])
+def test_extreme_shapes(model, height, width):
+    assert roundtrip(model, smooth_image(height, width)).size == (width, height)
+
+
+def test_sixteen_bit_png_keeps_its_levels(model):
+    array = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    normalised = np.asarray(imageio.open_image(Image.fromarray(array)))
+    assert normalised.dtype == np.uint8 and abs(int(normalised.max()) - round(array.max() / 257)) <= 1
+
+
+def test_alpha_is_dropped_and_said_so_in_the_mode(model):
+    rgba = np.dstack([smooth_image(30, 40), np.full((30, 40), 128, np.uint8)])
+    assert roundtrip(model, rgba).mode == "RGB"
+
+
+def test_tiled_images_decode_to_the_full_size(model):
+    data = encode(smooth_image(150, 200), model, tile_size=64)
+    assert len(unpack(data).tiles) == 3 * 4
+    assert decode(data, model).size == (200, 150)
+
+
+# --- training survives faults -------------------------------------------------------------
+
+
+def train_cmd(folder, out, *extra):
+    return [sys.executable, "-m", "attncomp.cli.train", "--lmbda", "0.01",
+            "--model.model_config", "{N: 16, M: 24, postfilter_channels: 8, reduction: 4}",
+            "--data", str(folder), "--val-data", str(folder), "--data.crop_size", "64", "--data.batch_size", "2",
+            "--out", str(out), "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1", *extra]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train")
+    for seed in range(2):
+        Image.fromarray(smooth_image(72, 72, seed=seed)).save(path / f"{seed}.png")
+    return path
+
+
+def test_kill_9_then_resume_loses_nothing_before_the_last_checkpoint(tmp_path, folder):
+    out = tmp_path / "run"
+    process = subprocess.Popen(train_cmd(folder, out, "--max-steps", "100000", "--checkpoint_every", "3"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (last.is_file() and torch.load(last, weights_only=True)["global_step"] >= 6):
+        time.sleep(0.5)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = torch.load(last, weights_only=True)["global_step"]  # intact: written by rename
+    assert saved >= 6 and saved % 3 == 0
+    assert not [p for p in last.parent.iterdir() if p.suffix not in (".ckpt",)]
+    result = subprocess.run(train_cmd(folder, out, "--max-steps", str(saved + 2), "--resume", "last"),
+                            capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert torch.load(last, weights_only=True)["global_step"] == saved + 2
+
+
+def test_corrupt_or_mismatched_checkpoints_give_one_clear_line(tmp_path, folder):
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"\x80\x02garbage")
+    result = subprocess.run(train_cmd(folder, tmp_path / "r", "--max-steps", "1", "--resume", broken),
+                            capture_output=True, timeout=300)
+    assert result.returncode == 1 and "cannot read checkpoint" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+    first = subprocess.run(train_cmd(folder, tmp_path / "a", "--max-steps", "1"), capture_output=True, timeout=300)
+    assert first.returncode == 0
+    other = train_cmd(folder, tmp_path / "b", "--max-steps", "2", "--resume", tmp_path / "a" / "checkpoints" / "last.ckpt")
+    other[other.index("{N: 16, M: 24, postfilter_channels: 8, reduction: 4}")] = "{N: 8, M: 16, postfilter_channels: 8, reduction: 4}"
+    result = subprocess.run(other, capture_output=True, timeout=300)
+    assert result.returncode == 1 and "different model" in result.stderr.decode()
