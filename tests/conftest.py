@@ -11,6 +11,7 @@ from attncomp.models import create, save_weights
 
 from .helpers import TINY, smooth_image
 
+
 @pytest.fixture(scope="session")
 def tiny_model():
     torch.manual_seed(0)

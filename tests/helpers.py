@@ -1,6 +1,7 @@
 """Helpers the tests share: tiny model sizes and generated photo-like images."""
 
 import numpy as np
+import torch
 
 TINY = dict(N=16, M=24, postfilter_channels=8, reduction=4)
 
@@ -15,3 +16,13 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
     ]
     array = np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
     return array[..., 0] if channels == 1 else array
+
+
+def with_one_thread(fn, *args):
+    """``fn(*args)`` computed with a single intra-op thread (another summation order)."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        return fn(*args)
+    finally:
+        torch.set_num_threads(threads)

@@ -4,9 +4,15 @@ import pytest
 import torch
 
 from attncomp.models import create
-from attncomp.models.fixed_point import ACT_BITS, GATE_BITS, GATE_RANGE, GATE_TABLE, fixed_point_forward
+from attncomp.models.fixed_point import (
+    ACT_BITS,
+    GATE_BITS,
+    GATE_RANGE,
+    GATE_TABLE,
+    fixed_point_forward,
+)
 
-from .helpers import TINY, smooth_image
+from .helpers import TINY, smooth_image, with_one_thread
 
 
 def image_tensor(h=128, w=192, seed=0):
@@ -74,12 +80,7 @@ def z_hat_of(model, seed):
 def test_fixed_point_scales_do_not_depend_on_threads_memory_format_or_batch(tiny_model):
     z1, z2 = z_hat_of(tiny_model, 0), z_hat_of(tiny_model, 1)
     reference = scales(tiny_model, z1)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        single_thread = scales(tiny_model, z1)
-    finally:
-        torch.set_num_threads(threads)
+    single_thread = with_one_thread(scales, tiny_model, z1)
     channels_last = scales(tiny_model, z1.contiguous(memory_format=torch.channels_last))
     batched = scales(tiny_model, torch.cat([z2, z1, z2]))[1:2]
     for other in (single_thread, channels_last, batched):
@@ -113,3 +114,12 @@ def test_gate_table_entries_lie_far_from_rounding_boundaries():
     distance = (scaled - torch.floor(scaled) - 0.5).abs()
     assert distance.min() > 1e-9
     assert torch.equal(torch.round(scaled), GATE_TABLE)
+
+
+@torch.no_grad()
+def test_vectorised_scale_indexes_equal_compressais_loop(tiny_model):
+    table = tiny_model.gaussian_conditional.scale_table.double()
+    probes = torch.cat([table, table * (1 + 1e-7), table * (1 - 1e-7), torch.rand(1000, dtype=torch.float64) * 300])
+    scales = torch.cat([probes, torch.tensor([0.0, 0.05, 0.11, 1e6], dtype=torch.float64)])
+    expected = tiny_model.gaussian_conditional.build_indexes(scales)
+    assert torch.equal(tiny_model.scale_indexes(scales), expected)

@@ -23,7 +23,12 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from ..errors import AttncompError
-from ..training import CompressionModule, ExportWeights, ImageFolderData, PeriodicCheckpoint
+from ..training import (
+    CompressionModule,
+    ExportWeights,
+    ImageFolderData,
+    PeriodicCheckpoint,
+)
 from ..training.checkpoints import check_resumable
 
 ALIASES = {

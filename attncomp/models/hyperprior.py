@@ -102,6 +102,17 @@ class AttentionHyperprior(ScaleHyperprior):
             return self.h_s(z_hat)
         return fixed_point_forward(self.h_s, z_hat)
 
+    def scale_indexes(self, scales: torch.Tensor) -> torch.Tensor:
+        """CompressAI's ``build_indexes`` in one vectorised, exact float64 comparison.
+
+        An index counts the scale-table entries (all but the last) strictly
+        below the lower-bounded scale, exactly as the reference loop does.
+        """
+        conditional = self.gaussian_conditional
+        bound = float(conditional.lower_bound_scale.bound)
+        table = conditional.scale_table[:-1].to(torch.float64)
+        return torch.bucketize(scales.to(torch.float64).clamp_min(bound), table).int()
+
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.post_filter(self.g_s(y_hat))
 
@@ -121,12 +132,12 @@ class AttentionHyperprior(ScaleHyperprior):
         z = self.h_a(torch.abs(y)).float()
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        indexes = self.gaussian_conditional.build_indexes(self.hyper_synthesis(z_hat))
+        indexes = self.scale_indexes(self.hyper_synthesis(z_hat))
         y_strings = self.gaussian_conditional.compress(y, indexes)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
 
     def decompress(self, strings: list, shape) -> dict:
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
-        indexes = self.gaussian_conditional.build_indexes(self.hyper_synthesis(z_hat))
+        indexes = self.scale_indexes(self.hyper_synthesis(z_hat))
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float32)
         return {"x_hat": self.synthesis(y_hat).clamp_(0, 1), "y_hat": y_hat}

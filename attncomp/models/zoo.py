@@ -140,14 +140,19 @@ def atomic_torch_save(obj, path) -> None:
         raise
 
 
+def safe_load(path, what: str = "weights file"):
+    """``torch.load`` restricted to plain data (``weights_only``); any failure is a WeightsError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{what} not found: {path}") from None
+    except Exception as exc:
+        raise WeightsError(f"cannot read {what} {path} ({type(exc).__name__}); it may be truncated or corrupt") from None
+
+
 def read_weights(path) -> dict:
     """The validated payload of a weights file (no code is executed)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"weights file not found: {path}") from None
-    except Exception as exc:
-        raise WeightsError(f"cannot read weights file {path}: {type(exc).__name__}") from None
+    payload = safe_load(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path} is not an attncomp weights file")
     if payload.get("version") != FORMAT_VERSION:
@@ -156,7 +161,7 @@ def read_weights(path) -> dict:
 
 
 def load_weights(path) -> CompressionModel:
-    """A model built from an exported weights file, in eval mode with its CDFs."""
+    """A model built from an exported weights file, in eval mode with its CDFs, channels_last."""
     payload = read_weights(path)
     spec = entry(payload["model"])
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
@@ -165,7 +170,8 @@ def load_weights(path) -> CompressionModel:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, KeyError) as exc:
         raise WeightsError(f"{path} does not fit model {payload['model']}: {str(exc).splitlines()[0]}") from None
-    model.eval()
+    # NHWC convolutions are ~1.5x faster on CPU; the entropy decoding does not depend on it
+    model = model.eval().to(memory_format=torch.channels_last)
     model.zoo_name = payload["model"]
     model.quality = payload.get("quality")
     model.lmbda = payload.get("lmbda")

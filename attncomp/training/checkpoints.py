@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..errors import WeightsError
+from ..models.zoo import safe_load
 
 # CDF tables that an export fills in; their sizes legitimately change during training
 _CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
@@ -40,12 +40,7 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
 def check_resumable(path, module) -> None:
     """Refuse a checkpoint that is unreadable or was written for another model, with a clear message."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"checkpoint not found: {path}") from None
-    except Exception as exc:
-        raise WeightsError(f"cannot read checkpoint {path} ({type(exc).__name__}); it may be truncated or corrupt") from None
+    checkpoint = safe_load(path, "checkpoint")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "global_step" not in checkpoint:
         raise WeightsError(f"{path} is not a Lightning checkpoint")
     expected = {k: v.shape for k, v in module.state_dict().items() if not k.endswith(_CDF_BUFFERS)}

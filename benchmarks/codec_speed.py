@@ -1,0 +1,64 @@
+"""Encode/decode time of attncomp against CompressAI's ScaleHyperprior of the same N/M, same run.
+
+The CompressAI model gets attncomp's weights for every layer the two share, and is run
+the way CompressAI's own evaluation runs it (eval mode, no_grad, float h_s). attncomp
+runs its real path: the container, exact fixed-point h_s, the extra attention blocks
+and the post-filter. Pillow codecs are timed for context. Ratios > 1 mean slower.
+
+    python benchmarks/codec_speed.py [--weights FILE] [--limit N]
+"""
+
+import time
+
+import numpy as np
+import torch
+from common import model_from, parser
+from compressai.models import ScaleHyperprior
+
+from attncomp import image as imageio
+from attncomp.codec import decode, encode
+from attncomp.evaluation.anchors import roundtrip
+
+
+def best_of(fn, repeats=2):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main():
+    args = parser(__doc__).parse_args()
+    model = model_from(args)
+    reference = ScaleHyperprior(model.N, model.M).eval()
+    shared = {k: v for k, v in model.state_dict().items() if k in reference.state_dict()}
+    reference.load_state_dict(shared, strict=False)
+    reference.update(force=True)
+    paths = imageio.list_images(args.images)[: args.limit]
+    rows = []
+    for path in paths:
+        image = imageio.open_image(path)
+        x = imageio.pad_to_multiple(imageio.to_tensor(image), 64)
+        with torch.no_grad():
+            ref_enc = best_of(lambda: reference.compress(x))
+            coded = reference.compress(x)
+            ref_dec = best_of(lambda: reference.decompress(coded["strings"], coded["shape"]))
+        ours_enc = best_of(lambda: encode(image, model))
+        data = encode(image, model)
+        ours_dec = best_of(lambda: decode(data, model))
+        jpeg = roundtrip(image, "jpeg", 75)
+        webp = roundtrip(image, "webp", 75)
+        rows.append((ref_enc, ref_dec, ours_enc, ours_dec, jpeg[2], jpeg[3], webp[2], webp[3]))
+        print(f"{path.name}: compressai {ref_enc:.3f}/{ref_dec:.3f} s, attncomp {ours_enc:.3f}/{ours_dec:.3f} s")
+    m = np.mean(rows, axis=0)
+    print(f"\n{len(paths)} images, {torch.get_num_threads()} threads, model N={model.N} M={model.M}")
+    print(f"CompressAI ScaleHyperprior: encode {m[0]:.3f} s, decode {m[1]:.3f} s per image")
+    print(f"attncomp {model.zoo_name}:   encode {m[2]:.3f} s, decode {m[3]:.3f} s per image")
+    print(f"Pillow JPEG q75 {m[4]*1e3:.1f}/{m[5]*1e3:.1f} ms, WebP q75 {m[6]*1e3:.1f}/{m[7]*1e3:.1f} ms (context)")
+    print(f"ratio attncomp/compressai: encode {m[2] / m[0]:.2f}x, decode {m[3] / m[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
