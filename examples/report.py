@@ -4,14 +4,17 @@
 """
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from attncomp.codec import unpack
-from attncomp.evaluation import ms_ssim, psnr
-from attncomp.evaluation.anchors import roundtrip
+warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit notices from CompressAI's import
+
+from attncomp.codec import unpack  # noqa: E402
+from attncomp.evaluation import ms_ssim, psnr  # noqa: E402
+from attncomp.evaluation.anchors import roundtrip  # noqa: E402
 
 
 def main(original_path, stream_path, decoded_path):

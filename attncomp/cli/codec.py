@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from PIL import Image
 
 from ..errors import AttncompError
+from ..files import atomic_write
 from ..models import DEFAULT_MODEL, ZOO, zoo
 
 PROG = "attncomp-codec"
@@ -58,17 +57,8 @@ def write_output(path: str, data: bytes) -> None:
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-        return
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    else:
+        atomic_write(path, lambda f: f.write(data))
 
 
 def image_format(path: str, requested: str | None) -> str:

@@ -19,8 +19,6 @@ back to float32, so encoder and decoder always run the same numbers.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,6 +27,7 @@ import torch
 from compressai.models import CompressionModel
 
 from ..errors import WeightsError
+from ..files import atomic_write
 from .hyperprior import AttentionHyperprior
 from .spatial_ae import SpatialAttentionAE
 
@@ -125,19 +124,9 @@ def save_weights(model: CompressionModel, path, name: str, quality=None, lmbda=N
 
 
 def atomic_torch_save(obj, path) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` that never leaves a half-written file."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def safe_load(path, what: str = "weights file"):

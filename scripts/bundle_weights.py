@@ -1,0 +1,32 @@
+"""Copy trained weights into the package zoo (float16 transforms, exact entropy models).
+
+    python scripts/bundle_weights.py runs/q3/weights.pt [--quality 3] [--name attn-hyperprior]
+
+The quality defaults to the one recorded in the file (its λ is CompressAI's λ for it).
+"""
+
+import argparse
+
+from attncomp.models import zoo
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights")
+    parser.add_argument("--quality", type=int)
+    parser.add_argument("--name")
+    args = parser.parse_args()
+    payload = zoo.read_weights(args.weights)
+    model = zoo.load_weights(args.weights)
+    name = args.name or payload["model"]
+    quality = args.quality or payload.get("quality")
+    if quality not in zoo.entry(name).lambdas:
+        parser.error(f"give --quality: the file records quality {quality}")
+    target = zoo.bundled_weights(name, quality)
+    zoo.save_weights(model, target, name, quality=quality, lmbda=payload.get("lmbda"),
+                     training=payload.get("training"), half=True)
+    print(f"{target}: {target.stat().st_size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
