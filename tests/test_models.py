@@ -119,3 +119,16 @@ def test_bad_weights_files_raise_weights_error(tmp_path):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="not an attncomp weights file"):
         load_weights(tmp_path / "other.pt")
+
+
+def test_a_state_with_differently_sized_cdf_tables_loads_over_built_ones(tiny_weights):
+    from attncomp.models.zoo import load_state
+
+    model = load_weights(tiny_weights)  # its CDF tables are built
+    other = create("attn-hyperprior", **TINY)
+    with torch.no_grad():
+        other.entropy_bottleneck.quantiles.mul_(4)  # wider support: longer CDFs
+    other.update(force=True)
+    assert other.entropy_bottleneck._quantized_cdf.shape != model.entropy_bottleneck._quantized_cdf.shape
+    load_state(model, other.state_dict())
+    assert torch.equal(model.entropy_bottleneck._quantized_cdf, other.entropy_bottleneck._quantized_cdf)

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 
 from ..errors import WeightsError
@@ -66,6 +67,7 @@ ZOO: dict[str, ZooEntry] = {
 DEFAULT_MODEL = "attn-hyperprior"
 _WEIGHTS_DIR = resources.files(__package__) / "weights"
 _EXACT_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
+CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 def entry(name: str) -> ZooEntry:
@@ -156,7 +158,7 @@ def load_weights(path) -> CompressionModel:
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     try:
         model = spec.cls(**payload["config"])
-        model.load_state_dict(state)
+        load_state(model, state)
     except (RuntimeError, TypeError, KeyError) as exc:
         raise WeightsError(f"{path} does not fit model {payload['model']}: {str(exc).splitlines()[0]}") from None
     # NHWC convolutions are ~1.5x faster on CPU; the entropy decoding does not depend on it
@@ -167,6 +169,17 @@ def load_weights(path) -> CompressionModel:
     model.training_info = payload.get("training", {})
     model.weights_hash = weights_hash(model)
     return model
+
+
+def load_state(model: CompressionModel, state_dict: dict, strict: bool = True):
+    """``load_state_dict`` that also resizes CDF tables already built (CompressAI only fills empty ones)."""
+    for name, module in model.named_modules():
+        if isinstance(module, (EntropyBottleneck, GaussianConditional)):
+            for buffer in CDF_BUFFERS:
+                key = f"{name}.{buffer}"
+                if key in state_dict and buffer in module._buffers:
+                    module._buffers[buffer] = torch.empty_like(state_dict[key])
+    return model.load_state_dict(state_dict, strict=strict)
 
 
 def weights_hash(model: torch.nn.Module) -> bytes:

@@ -102,8 +102,8 @@ class CompressionModule(pl.LightningModule):
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, quantiles)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Through CompressAI's loader, which resizes the CDF buffers an export filled."""
-        return self.model.load_state_dict({k.removeprefix("model."): v for k, v in state_dict.items()}, strict=strict)
+        """Through :func:`attncomp.models.zoo.load_state`, which resizes the CDF tables an export filled."""
+        return zoo.load_state(self.model, {k.removeprefix("model."): v for k, v in state_dict.items()}, strict=strict)
 
     def rd_loss(self, x: torch.Tensor, out: dict) -> dict:
         x_hat = out["x_hat"].float()
