@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def final_validation(out: Path) -> dict:
-    rows = [r for r in csv.DictReader(open(out / "csv" / "metrics.csv")) if r.get("val/loss")]
+    (log,) = (out / "csv").glob("version_*/metrics.csv")
+    rows = [r for r in csv.DictReader(open(log)) if r.get("val/loss")]
     return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v}
 
 

@@ -107,7 +107,7 @@ def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_fol
     image = smooth_image(50, 70)
     decoded = decode(encode(image, load_weights(out / "weights.pt")), load_weights(out / "weights.pt"))
     assert decoded.size == (70, 50)
-    assert (out / "csv" / "metrics.csv").is_file()
+    assert len(list((out / "csv").glob("version_*/metrics.csv"))) == 2  # one log per run, none overwritten
 
 
 def test_cli_help_and_print_config():

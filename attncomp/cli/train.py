@@ -66,7 +66,8 @@ class TrainCLI(LightningCLI):
             PeriodicCheckpoint(out / "checkpoints", every_n_train_steps=every),
             ExportWeights(out / "weights.pt", every_n_steps=every),
         ]
-        loggers = [CSVLogger(out, name="csv", version=""), TensorBoardLogger(out, name="tensorboard", version="")]
+        # each run (and each resume) logs to its own csv/version_N/metrics.csv; TensorBoard appends
+        loggers = [CSVLogger(out, name="csv"), TensorBoardLogger(out, name="tensorboard", version="")]
         return super().instantiate_trainer(
             callbacks=(self._get(self.config_init, "trainer", default={}).get("callbacks") or []) + callbacks,
             logger=loggers,

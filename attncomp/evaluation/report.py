@@ -94,13 +94,17 @@ def attention_gates(model, image) -> dict:
     if not any(isinstance(m, ChannelAttention) for m in model.modules()):
         return {}
     x = imageio.pad_to_multiple(imageio.to_tensor(image), model.downsampling_factor)
-    gates = {}
-    y = model.g_a[:-1](x)
-    gates["g_a (latent y)"] = model.g_a[-1].gate(y).flatten().numpy()
-    y_full = model.g_a[-1](y)
-    hidden = model.h_a[:-1](torch.abs(y_full))
-    gates["h_a (hyper-latent z)"] = model.h_a[-1].gate(hidden).flatten().numpy()
-    return gates
+    y = model.g_a(x)
+    z = model.h_a(torch.abs(y))
+    z_hat = model.entropy_bottleneck.quantize(z, "dequantize", model.entropy_bottleneck._get_medians())
+    y_hat = torch.round(y)
+    inputs = {  # each transform's attention block and what reaches it
+        "g_a (latent y)": (model.g_a, x),
+        "h_a (hyper-latent z)": (model.h_a, torch.abs(y)),
+        "h_s (scales)": (model.h_s, z_hat),
+        "g_s (RGB)": (model.g_s, y_hat),
+    }
+    return {name: layers[-1].gate(layers[:-1](t)).flatten().numpy() for name, (layers, t) in inputs.items()}
 
 
 @torch.inference_mode()

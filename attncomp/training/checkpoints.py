@@ -33,7 +33,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer, pl_module) -> None:
         super().on_train_end(trainer, pl_module)
         if trainer.global_step != self._last_global_step_saved:
-            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+            last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+            trainer.save_checkpoint(last, weights_only=False)  # optimizers included: resumable
 
 
 def check_resumable(path, module) -> None:

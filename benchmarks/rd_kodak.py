@@ -1,0 +1,16 @@
+"""Rate–distortion on Kodak: attncomp-eval with every bundled model and every Pillow anchor.
+
+    python benchmarks/rd_kodak.py [--out results/kodak]
+
+Writes the per-image CSV, the JSON curves, bd_rate.md, the RD plots and report.html.
+"""
+
+import sys
+
+from attncomp.cli.evaluate import main
+
+from common import KODAK
+
+if __name__ == "__main__":
+    args = sys.argv[1:] or ["--out", "results/kodak"]
+    sys.exit(main([str(KODAK), "--anchors", "jpeg", "webp", "avif", "jpeg2000", *args]))

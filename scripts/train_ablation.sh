@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The paper's ablation on a CPU budget: plain hyperprior, +channel attention, +attention+post-filter.
+# Same size (N=64, M=128), data, crops, seed, steps and λ for every variant; each trains from scratch.
+# Evaluate with: python benchmarks/ablation.py runs/ablation
+set -euo pipefail
+DATA=${DATA:-../shared/data/train}
+VAL=${VAL:-../shared/data/kodak}
+STEPS=${STEPS:-2000}
+for lmbda in ${LAMBDAS:-0.0067 0.025}; do
+  for model in plain-hyperprior attn-hyperprior-noPF attn-hyperprior; do
+    .venv/bin/attncomp-train --config configs/lite.yaml --data "$DATA" --val-data "$VAL" \
+      --model.model "$model" --lmbda "$lmbda" --max-steps "$STEPS" --trainer.val_check_interval "$STEPS" \
+      --seed_everything 0 --out "runs/ablation/$model-$lmbda" --resume last
+  done
+done
