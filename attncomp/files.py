@@ -1,6 +1,8 @@
-"""Atomic file writes: a temporary file in the target's folder, renamed into place when complete.
+"""Reading and writing files with errors a user can act on.
 
-A reader (or a crash) never sees a half-written stream, image, weights file or checkpoint.
+Writes are atomic: a temporary file in the target's folder, renamed into place when
+complete, so a reader (or a crash) never sees a half-written stream, image, weights file
+or checkpoint. Reads turn the usual OS errors into one-line attncomp errors.
 """
 
 from __future__ import annotations
@@ -9,6 +11,20 @@ import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from .errors import AttncompError
+
+
+def read_bytes(path, error: type[AttncompError] = AttncompError) -> bytes:
+    """The bytes of ``path``; a missing, unreadable or directory path raises ``error`` with one line."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise error(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a directory, not a file") from None
+    except PermissionError:
+        raise error(f"cannot read {path}: permission denied") from None
 
 
 def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .files import read_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".avif")
 MAX_PIXELS = 200_000_000  # like Pillow's decompression-bomb guard; see set_max_pixels
@@ -54,6 +55,8 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 def _read(source) -> Image.Image:
     name = str(source) if isinstance(source, (str, Path)) else "input"
+    if isinstance(source, (str, Path)):
+        source = read_bytes(source, ImageError)
     try:
         if isinstance(source, (bytes, bytearray)):
             source = io.BytesIO(source)
@@ -62,12 +65,6 @@ def _read(source) -> Image.Image:
             image = Image.open(source)
             check_size(*image.size)
             image.load()
-    except FileNotFoundError:
-        raise ImageError(f"no such file: {name}") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name} is a directory, not an image") from None
-    except PermissionError:
-        raise ImageError(f"cannot read {name}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

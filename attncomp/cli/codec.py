@@ -20,23 +20,14 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import AttncompError
-from ..files import atomic_write
+from ..files import atomic_write, read_bytes
 from ..models import DEFAULT_MODEL, ZOO, zoo
 
 PROG = "attncomp-codec"
 
 
 def read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise AttncompError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise AttncompError(f"{path} is a directory") from None
-    except PermissionError:
-        raise AttncompError(f"cannot read {path}: permission denied") from None
+    return sys.stdin.buffer.read() if path == "-" else read_bytes(path)
 
 
 def check_output(path: str, force: bool) -> None:
