@@ -5,7 +5,7 @@
 set -euo pipefail
 DATA=${DATA:-../shared/data/train}
 VAL=${VAL:-../shared/data/kodak}
-STEPS=${STEPS:-2000}
+STEPS=${STEPS:-2500}
 for lmbda in ${LAMBDAS:-0.0067 0.025}; do
   for model in plain-hyperprior attn-hyperprior-noPF attn-hyperprior; do
     .venv/bin/attncomp-train --config configs/lite.yaml --data "$DATA" --val-data "$VAL" \

@@ -1,0 +1,36 @@
+"""The training budget behind each bundled model, as a markdown table (for the README).
+
+    python scripts/zoo_budget.py
+
+Steps and hours add up along the chain of runs a model was initialised from; every number is
+read from what attncomp-train recorded in the weights file.
+"""
+
+from attncomp.models import ZOO, available_qualities, zoo
+
+
+def chain(training: dict) -> list[dict]:
+    """The runs behind a model, oldest first."""
+    runs = []
+    while training:
+        runs.append(training)
+        training = training.get("initialised_from")
+    return runs[::-1]
+
+
+def main():
+    print("| model | quality | λ | steps (total) | CPU hours (total) | runs | crops | precision | hardware |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in ZOO:
+        for quality in available_qualities(name):
+            payload = zoo.read_weights(zoo.bundled_weights(name, quality))
+            runs = chain(payload["training"])
+            steps = sum(r.get("steps", 0) for r in runs)
+            hours = sum(r.get("hours", 0.0) for r in runs)
+            last = runs[-1] if runs else {}
+            print(f"| {name} | {quality} | {payload['lmbda']} | {steps} | {hours:.2f} | {len(runs)} "
+                  f"| {last.get('batch_size')}×{last.get('crop_size')}² | {last.get('precision')} | {last.get('hardware')} |")
+
+
+if __name__ == "__main__":
+    main()
