@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from attncomp.codec import decode, encode
 from attncomp.models import load_weights
 from attncomp.training import CompressionModule
-from attncomp.training.module import step_decay
+from attncomp.training.module import ms_ssim_float32, step_decay
 
 from .helpers import TINY, smooth_image
 
@@ -64,6 +64,16 @@ def test_bf16_training_keeps_the_entropy_models_in_float32():
         out = module.model(batch)
     assert out["likelihoods"]["y"].dtype == torch.float32
     assert out["likelihoods"]["z"].dtype == torch.float32
+
+
+def test_ms_ssim_is_measured_in_float32_under_bf16_autocast():
+    x = torch.from_numpy(smooth_image(192, 192)).permute(2, 0, 1)[None].float() / 255
+    x_hat = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = ms_ssim_float32(x_hat, x)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(ms_ssim_float32(x_hat, x).item(), abs=1e-6)
+    assert 0 < value.item() < 1
 
 
 def test_learning_rate_holds_then_decays_to_the_final_ratio():

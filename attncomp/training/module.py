@@ -18,6 +18,12 @@ def rate_bpp(likelihoods: dict, num_pixels: int) -> torch.Tensor:
     return sum(torch.log(lk).sum() for lk in likelihoods.values()) / (-math.log(2) * num_pixels)
 
 
+def ms_ssim_float32(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM outside autocast: in bf16 its variance terms can cancel to zero and divide into inf."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return ms_ssim(x_hat.float(), x.float(), data_range=1.0)
+
+
 def psnr(mse: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(mse.clamp_min(1e-10))
 
@@ -113,7 +119,7 @@ class CompressionModule(pl.LightningModule):
         if self.hparams.distortion == "mse":
             distortion = 255**2 * mse
         else:
-            distortion = 1 - ms_ssim(x_hat, x, data_range=1.0)
+            distortion = 1 - ms_ssim_float32(x_hat, x)
         return {"loss": self.hparams.lmbda * distortion + bpp, "bpp": bpp, "mse": mse, "psnr": psnr(mse)}
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +155,7 @@ class CompressionModule(pl.LightningModule):
         out = self.model(x)
         losses = self.rd_loss(x, out)
         if min(x.shape[-2:]) > 160:  # MS-SSIM's five scales need at least 161 pixels
-            losses["ms_ssim"] = ms_ssim(out["x_hat"].float().clamp(0, 1), x, data_range=1.0)
+            losses["ms_ssim"] = ms_ssim_float32(out["x_hat"].clamp(0, 1), x)
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=x.shape[0], sync_dist=True)
 
     def configure_optimizers(self):
