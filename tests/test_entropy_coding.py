@@ -101,6 +101,23 @@ def test_fixed_point_scales_do_not_depend_on_summation_order(tiny_model):
 
 
 @torch.no_grad()
+def test_fixed_point_weights_follow_the_parameters_they_were_derived_from():
+    """The integer weights are cached per layer; changing or loading weights must not reuse them."""
+    torch.manual_seed(0)
+    model = create("attn-hyperprior", **TINY).eval()
+    z = torch.round(torch.randn(1, TINY["N"], 2, 3) * 3)
+    before = scales(model, z)
+    model.h_s[0].weight.mul_(1.5)  # in place, as an optimizer step
+    changed = scales(model, z)
+    fresh = create("attn-hyperprior", **TINY).eval()
+    fresh.load_state_dict(model.state_dict())
+    assert not torch.equal(changed, before)
+    assert torch.equal(changed, scales(fresh, z))
+    model.load_state_dict(create("attn-hyperprior", **TINY).state_dict())  # copies into the same tensors
+    assert not torch.equal(scales(model, z), changed)
+
+
+@torch.no_grad()
 def test_fixed_point_scales_stay_close_to_the_float_network(tiny_model):
     z = z_hat_of(tiny_model, 0)
     exact, float_scales = scales(tiny_model, z), tiny_model.h_s(z).double()

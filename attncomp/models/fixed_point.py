@@ -53,17 +53,29 @@ def _requantize(acc: torch.Tensor) -> torch.Tensor:
     return torch.floor(acc / 2**WEIGHT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
 
 
+def _integer_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's weight and bias as integers, cached until either parameter changes.
+
+    Rounding and checking the weights costs more than the small convolutions of h_s
+    themselves, and a decoder runs h_s once per tile with the same weights.
+    """
+    key = tuple((p.data_ptr(), p._version, p.device) for p in (layer.weight, layer.bias))
+    cached = layer.__dict__.get("_fixed_point")
+    if cached is None or cached[0] != key:
+        weight = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS).contiguous()
+        bias = torch.round(layer.bias.detach().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
+        _check_exact(weight, layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1])
+        cached = layer.__dict__["_fixed_point"] = (key, weight, bias)
+    return cached[1], cached[2]
+
+
 def _conv(layer: nn.Conv2d | nn.ConvTranspose2d, q: torch.Tensor) -> torch.Tensor:
-    weight = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS)
-    bias = torch.round(layer.bias.detach().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
-    kernel = layer.kernel_size[0] * layer.kernel_size[1]
+    weight, bias = _integer_parameters(layer)
     if isinstance(layer, nn.ConvTranspose2d):
-        _check_exact(weight, layer.in_channels * kernel)
         acc = F.conv_transpose2d(
             q, weight, bias, layer.stride, layer.padding, layer.output_padding, layer.groups, layer.dilation
         )
     else:
-        _check_exact(weight, layer.in_channels * kernel)
         acc = F.conv2d(q, weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
     return _requantize(acc)
 
