@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# How the bundled models were trained (2-core CPU; see README "Bundled models" for the budget).
-# One rate is trained long, the others are fine-tuned from it. Run from the repository root.
+# How the bundled models are trained (2-core CPU; see the README's training-budget table), one session at a time.
+# Quality 3 is the base and continues from the bundled q3 weights; the other rates are fine-tuned from it.
+# Each run resumes its own runs/qN/checkpoints/last.ckpt when there is one. Run from the repository root.
 set -euo pipefail
 DATA=${DATA:-../shared/data/train}
 VAL=${VAL:-../shared/data/kodak}
 TRAIN=".venv/bin/attncomp-train --config configs/lite.yaml --data $DATA --val-data $VAL"
+BASE_INIT=${BASE_INIT-attncomp/models/weights/attn-hyperprior-q3.pt}  # empty: train q3 from scratch
+FINETUNE_STEPS=${FINETUNE_STEPS:-2500}
 
 # quality 3 (λ=0.0067): the base model
-$TRAIN --lmbda 0.0067 --max-steps "${BASE_STEPS:-5600}" --out runs/q3 --resume last
+$TRAIN --lmbda 0.0067 ${BASE_INIT:+--model.init_weights "$BASE_INIT"} --max-steps "${BASE_STEPS:-5000}" \
+       --out runs/q3 --resume last
 
-# qualities 1, 5, 7: fine-tuned from quality 3, the learning rate decaying over the second half
-for q in "1 0.0018" "5 0.025" "7 0.0932"; do
+# qualities 1, 7, 5: fine-tuned from quality 3, the learning rate decaying over the second half
+for q in "1 0.0018" "7 0.0932" "5 0.025"; do
   set -- $q
   $TRAIN --lmbda "$2" --model.init_weights runs/q3/weights.pt --model.decay_start 0.5 \
-         --max-steps "${FINETUNE_STEPS:-1000}" --trainer.val_check_interval 1000 --out "runs/q$1" --resume last
+         --max-steps "$FINETUNE_STEPS" --trainer.val_check_interval "$FINETUNE_STEPS" --out "runs/q$1" --resume last
 done
 
 # Wibowo's spatial-attention autoencoder (RGB), quality 3
-$TRAIN --lmbda 0.0067 --model.model spatial-ae --model.lr 1e-3 --max-steps "${AE_STEPS:-3000}" --out runs/spatial-ae --resume last
+$TRAIN --lmbda 0.0067 --model.model spatial-ae --model.lr 1e-3 --max-steps "${AE_STEPS:-3000}" \
+       --trainer.val_check_interval "${AE_STEPS:-3000}" --out runs/spatial-ae --resume last
 
-for run in q1 q3 q5 q7; do .venv/bin/python scripts/bundle_weights.py "runs/$run/weights.pt"; done
-.venv/bin/python scripts/bundle_weights.py runs/spatial-ae/weights.pt
+for run in q1 q3 q5 q7 spatial-ae; do .venv/bin/python scripts/bundle_weights.py "runs/$run/weights.pt"; done

@@ -224,8 +224,9 @@ def model_sections(evaluation, images, anchor_codecs) -> list[str]:
             extras.append(img_tag(_gate_plot(gates), "attention weights"))
         bits = bit_allocation(model, test.image)
         extras.append(img_tag(_bit_map_plot(bits, bits.sum() / test.pixels), "bit allocation"))
+        shown = "channel attention and bit allocation" if gates else "bit allocation"
         sections.append(
             f"<h2>{html.escape(label)} {settings[len(settings) // 2]} on {html.escape(test.name)}: "
-            f"channel attention and bit allocation</h2><div class=row>{''.join(extras)}</div>"
+            f"{shown}</h2><div class=row>{''.join(extras)}</div>"
         )
     return sections
