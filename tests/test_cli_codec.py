@@ -122,6 +122,14 @@ def test_weights_that_do_not_match_the_stream(tmp_path, png, tiny_weights):
     assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", other), "not by")
     assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.png"), "--weights")
 
+    # a user's run records its quality (from λ) too: without --weights, the hint is the same
+    for quality in (3, 4):  # one that is bundled (another hash) and one that is not
+        trained = tmp_path / f"q{quality}.pt"
+        save_weights(create("attn-hyperprior", N=16, M=24, postfilter_channels=8, reduction=4), trained,
+                     "attn-hyperprior", quality=quality)
+        encode(png(), tmp_path / f"q{quality}.atc", trained)
+        assert_clean_error(run("decode", tmp_path / f"q{quality}.atc", tmp_path / "b.png"), "--weights")
+
 
 def test_unknown_model_quality_and_weights(tmp_path, png):
     src = png()

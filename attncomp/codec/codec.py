@@ -46,17 +46,22 @@ def encode(source, model=None, tile_size: int = DEFAULT_TILE) -> bytes:
 
 def model_for(stream: Stream, model=None):
     """The model that wrote ``stream``: ``model`` if given (checked), else the bundled one."""
-    if model is None:
+    bundled = model is None
+    if bundled:
         if stream.quality == 0:
             raise WeightsError(
                 f"stream was written with a custom weights file (hash {stream.weights_hash.hex()}); pass it with --weights"
             )
-        model = zoo.load(stream.model, stream.quality)
+        try:
+            model = zoo.load(stream.model, stream.quality)
+        except WeightsError as exc:
+            raise WeightsError(f"{exc}; if the stream came from your own weights file, pass it with --weights") from None
     name, _, digest = _identity(model)
     if name != stream.model or digest != stream.weights_hash:
+        hint = "; pass the weights file it was encoded with (--weights)" if bundled else ""
         raise WeightsError(
             f"stream was written by {stream.model} with weights {stream.weights_hash.hex()}, "
-            f"not by {name} with weights {digest.hex()}"
+            f"not by {name} with weights {digest.hex()}{hint}"
         )
     return model
 
