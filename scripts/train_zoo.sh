@@ -7,17 +7,17 @@ DATA=${DATA:-../shared/data/train}
 VAL=${VAL:-../shared/data/kodak}
 TRAIN=".venv/bin/attncomp-train --config configs/lite.yaml --data $DATA --val-data $VAL"
 BASE_INIT=${BASE_INIT-attncomp/models/weights/attn-hyperprior-q3.pt}  # empty: train q3 from scratch
-FINETUNE_STEPS=${FINETUNE_STEPS:-2500}
 
 # quality 3 (λ=0.0067): the base model
 $TRAIN --lmbda 0.0067 ${BASE_INIT:+--model.init_weights "$BASE_INIT"} --max-steps "${BASE_STEPS:-5000}" \
        --out runs/q3 --resume last
 
-# qualities 1, 7, 5: fine-tuned from quality 3, the learning rate decaying over the second half
-for q in "1 0.0018" "7 0.0932" "5 0.025"; do
+# qualities 1, 7, 5: fine-tuned from quality 3 (quality, λ, steps), the learning rate decaying over the second
+# half; the rates far from q3's need the most steps. Raise the steps to resume a run for longer.
+for q in "1 0.0018 2500" "7 0.0932 6000" "5 0.025 6000"; do
   set -- $q
   $TRAIN --lmbda "$2" --model.init_weights runs/q3/weights.pt --model.decay_start 0.5 \
-         --max-steps "$FINETUNE_STEPS" --trainer.val_check_interval "$FINETUNE_STEPS" --out "runs/q$1" --resume last
+         --max-steps "$3" --trainer.val_check_interval "$3" --out "runs/q$1" --resume last
 done
 
 # Wibowo's spatial-attention autoencoder (RGB), quality 3
