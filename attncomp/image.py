@@ -54,9 +54,9 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 
 def _read(source) -> Image.Image:
-    name = str(source) if isinstance(source, (str, Path)) else "input"
+    name = "input"
     if isinstance(source, (str, Path)):
-        source = read_bytes(source, ImageError)
+        name, source = str(source), read_bytes(source, ImageError)
     try:
         if isinstance(source, (bytes, bytearray)):
             source = io.BytesIO(source)

@@ -18,7 +18,7 @@ import torch
 from common import KODAK
 
 from attncomp.evaluation import bd_rate
-from attncomp.evaluation.runner import load_images, run
+from attncomp.evaluation.runner import curves, load_images, model_setting, run
 from attncomp.models import load_weights
 
 VARIANTS = {
@@ -26,18 +26,6 @@ VARIANTS = {
     "attn-hyperprior-noPF": "+attention",
     "attn-hyperprior": "+attention +post-filter",
 }
-
-
-def summarise(records, lmbda: float) -> dict:
-    mse = np.mean([10 ** (-r.psnr / 10) for r in records])  # per-image MSE on [0, 1], averaged
-    bpp = float(np.mean([r.bpp for r in records]))
-    return dict(
-        bpp=bpp,
-        psnr=float(np.mean([r.psnr for r in records])),
-        ms_ssim=float(np.mean([r.ms_ssim for r in records])),
-        objective=lmbda * 255**2 * mse + bpp,
-        decode_s=float(np.mean([r.decode_s for r in records])),
-    )
 
 
 def main():
@@ -53,10 +41,14 @@ def main():
     images = load_images(args.images, args.limit)
     evaluation = run(images, models, keep_images=0)
 
-    table = {}  # (variant, λ) -> summary
+    points = {(codec, p["setting"]): p for codec, ps in curves(evaluation.records).items() for p in ps}
+    table = {}  # (variant, λ) -> the averaged point, plus J and the training steps
     for model in models:
-        records = [r for r in evaluation.records if r.codec == model.zoo_name and r.setting.endswith(f"q{model.quality}")]
-        table[(model.zoo_name, model.lmbda)] = dict(summarise(records, model.lmbda), steps=model.training_info["steps"])
+        key = (model.zoo_name, model_setting(model))
+        # J needs the mean MSE (on [0, 1]) over images, not the MSE of the mean PSNR
+        mse = np.mean([10 ** (-r.psnr / 10) for r in evaluation.records if (r.codec, r.setting) == key])
+        objective = model.lmbda * 255**2 * mse + points[key]["bpp"]
+        table[(model.zoo_name, model.lmbda)] = dict(points[key], objective=objective, steps=model.training_info["steps"])
 
     lambdas = sorted({lmbda for _, lmbda in table})
     print(f"\n{len(images)} images, real bitstreams, {torch.get_num_threads()} threads\n")

@@ -10,12 +10,12 @@ from attncomp.models import ZOO, available_qualities, zoo
 
 
 def chain(training: dict) -> list[dict]:
-    """The runs behind a model, oldest first."""
+    """The runs behind a model, newest first."""
     runs = []
     while training:
         runs.append(training)
         training = training.get("initialised_from")
-    return runs[::-1]
+    return runs
 
 
 def main():
@@ -27,9 +27,10 @@ def main():
             runs = chain(payload["training"])
             steps = sum(r.get("steps", 0) for r in runs)
             hours = sum(r.get("hours", 0.0) for r in runs)
-            last = runs[-1] if runs else {}
+            newest = payload["training"]
             print(f"| {name} | {quality} | {payload['lmbda']} | {steps} | {hours:.2f} | {len(runs)} "
-                  f"| {last.get('batch_size')}×{last.get('crop_size')}² | {last.get('precision')} | {last.get('hardware')} |")
+                  f"| {newest.get('batch_size')}×{newest.get('crop_size')}² | {newest.get('precision')} "
+                  f"| {newest.get('hardware')} |")
 
 
 if __name__ == "__main__":

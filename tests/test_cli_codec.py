@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from .helpers import TINY
+
 CODEC = [sys.executable, "-m", "attncomp.cli.codec"]
 
 
@@ -118,15 +120,14 @@ def test_weights_that_do_not_match_the_stream(tmp_path, png, tiny_weights):
     encode(png(), tmp_path / "a.atc", tiny_weights)
     torch.manual_seed(1)
     other = tmp_path / "other.pt"
-    save_weights(create("attn-hyperprior", N=16, M=24, postfilter_channels=8, reduction=4), other, "attn-hyperprior")
+    save_weights(create("attn-hyperprior", **TINY), other, "attn-hyperprior")
     assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", other), "not by")
     assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.png"), "--weights")
 
     # a user's run records its quality (from λ) too: without --weights, the hint is the same
     for quality in (3, 4):  # one that is bundled (another hash) and one that is not
         trained = tmp_path / f"q{quality}.pt"
-        save_weights(create("attn-hyperprior", N=16, M=24, postfilter_channels=8, reduction=4), trained,
-                     "attn-hyperprior", quality=quality)
+        save_weights(create("attn-hyperprior", **TINY), trained, "attn-hyperprior", quality=quality)
         encode(png(), tmp_path / f"q{quality}.atc", trained)
         assert_clean_error(run("decode", tmp_path / f"q{quality}.atc", tmp_path / "b.png"), "--weights")
 

@@ -11,6 +11,7 @@ from ..models import zoo
 from .container import Stream, pack, unpack
 
 _GUARD = bytes(16)
+_PASS_WEIGHTS = "pass the weights file it was encoded with (--weights)"
 DEFAULT_TILE = 1024  # pixels; bounds memory for very large images (a 1024² tile of the lite model: ~0.5 GB)
 
 
@@ -46,19 +47,17 @@ def encode(source, model=None, tile_size: int = DEFAULT_TILE) -> bytes:
 
 def model_for(stream: Stream, model=None):
     """The model that wrote ``stream``: ``model`` if given (checked), else the bundled one."""
-    bundled = model is None
-    if bundled:
+    hint = ""
+    if model is None:  # a user's weights file records a quality too: every failure here says to pass it
+        hint = f"; {_PASS_WEIGHTS}"
         if stream.quality == 0:
-            raise WeightsError(
-                f"stream was written with a custom weights file (hash {stream.weights_hash.hex()}); pass it with --weights"
-            )
+            raise WeightsError(f"stream was written with a custom weights file (hash {stream.weights_hash.hex()}){hint}")
         try:
             model = zoo.load(stream.model, stream.quality)
         except WeightsError as exc:
-            raise WeightsError(f"{exc}; if the stream came from your own weights file, pass it with --weights") from None
+            raise WeightsError(f"{exc}; if the stream came from your own weights file, {_PASS_WEIGHTS}") from None
     name, _, digest = _identity(model)
     if name != stream.model or digest != stream.weights_hash:
-        hint = "; pass the weights file it was encoded with (--weights)" if bundled else ""
         raise WeightsError(
             f"stream was written by {stream.model} with weights {stream.weights_hash.hex()}, "
             f"not by {name} with weights {digest.hex()}{hint}"

@@ -93,18 +93,22 @@ def attention_gates(model, image) -> dict:
     """Channel-attention weights of each transform for one image (what the model emphasises)."""
     if not any(isinstance(m, ChannelAttention) for m in model.modules()):
         return {}
+    gates = {}
+
+    def through(name, layers, t):
+        """``layers(t)``, keeping the gate of its final attention block."""
+        hidden = layers[:-1](t)
+        gate = layers[-1].gate(hidden)
+        gates[name] = gate.flatten().numpy()
+        return hidden * gate
+
     x = imageio.pad_to_multiple(imageio.to_tensor(image), model.downsampling_factor)
-    y = model.g_a(x)
-    z = model.h_a(torch.abs(y))
-    z_hat = model.entropy_bottleneck.quantize(z, "dequantize", model.entropy_bottleneck._get_medians())
-    y_hat = torch.round(y)
-    inputs = {  # each transform's attention block and what reaches it
-        "g_a (latent y)": (model.g_a, x),
-        "h_a (hyper-latent z)": (model.h_a, torch.abs(y)),
-        "h_s (scales)": (model.h_s, z_hat),
-        "g_s (RGB)": (model.g_s, y_hat),
-    }
-    return {name: layers[-1].gate(layers[:-1](t)).flatten().numpy() for name, (layers, t) in inputs.items()}
+    y = through("g_a (latent y)", model.g_a, x)
+    z = through("h_a (hyper-latent z)", model.h_a, torch.abs(y))
+    bottleneck = model.entropy_bottleneck
+    through("h_s (scales)", model.h_s, bottleneck.quantize(z, "dequantize", bottleneck._get_medians()))
+    through("g_s (RGB)", model.g_s, torch.round(y))
+    return gates
 
 
 @torch.inference_mode()

@@ -8,22 +8,12 @@ from compressai.models.base import get_scale_table
 from torch import nn
 
 from .fixed_point import fixed_point_forward
-from .layers import ChannelAttention, PostFilter
+from .layers import ChannelAttention, PostFilter, in_float32
 
 
 # 256 scales from 0.11 to 64: coding with the table's next larger scale then costs ~0.5% over the
 # estimated rate, against ~2-3% with CompressAI's 64 scales up to 256 (benchmarks/rate_overhead.py).
 SCALE_TABLE = get_scale_table(0.11, 64, 256)
-
-
-def float32_entropy(fn):
-    """Run an entropy model in float32 even inside a bf16 autocast region."""
-
-    def wrapped(*tensors):
-        with torch.autocast(device_type=tensors[0].device.type, enabled=False):
-            return fn(*(t.float() for t in tensors))
-
-    return wrapped
 
 
 class AttentionHyperprior(ScaleHyperprior):
@@ -129,9 +119,9 @@ class AttentionHyperprior(ScaleHyperprior):
     def forward(self, x: torch.Tensor) -> dict:
         y = self.g_a(x)
         z = self.h_a(torch.abs(y))
-        z_hat, z_likelihoods = float32_entropy(self.entropy_bottleneck)(z)
+        z_hat, z_likelihoods = in_float32(self.entropy_bottleneck)(z)
         scales_hat = self.hyper_synthesis(z_hat)
-        y_hat, y_likelihoods = float32_entropy(self.gaussian_conditional)(y, scales_hat)
+        y_hat, y_likelihoods = in_float32(self.gaussian_conditional)(y, scales_hat)
         return {
             "x_hat": self.synthesis(y_hat),
             "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},

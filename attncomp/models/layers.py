@@ -6,6 +6,20 @@ import torch
 from torch import nn
 
 
+def in_float32(fn):
+    """``fn`` run on float32 copies of its tensors even inside a bf16 autocast region.
+
+    For what bf16 would break: entropy models and likelihoods, and metrics such as
+    MS-SSIM whose variance terms can cancel to zero in bf16.
+    """
+
+    def wrapped(*tensors):
+        with torch.autocast(device_type=tensors[0].device.type, enabled=False):
+            return fn(*(t.float() for t in tensors))
+
+    return wrapped
+
+
 class ChannelAttention(nn.Module):
     """CBAM channel attention (Woo et al., 2018).
 

@@ -7,7 +7,7 @@ from compressai.entropy_models import EntropyBottleneck
 from compressai.models import CompressionModel
 from torch import nn
 
-from .hyperprior import float32_entropy
+from .layers import in_float32
 
 
 class SpatialAttentionAE(CompressionModel):
@@ -69,7 +69,7 @@ class SpatialAttentionAE(CompressionModel):
         return code * (1 - self.attention(code))
 
     def forward(self, x: torch.Tensor) -> dict:
-        code_hat, likelihoods = float32_entropy(self.entropy_bottleneck)(self.encode(x))
+        code_hat, likelihoods = in_float32(self.entropy_bottleneck)(self.encode(x))
         return {"x_hat": self.decoder(code_hat), "likelihoods": {"code": likelihoods}}
 
     def compress(self, x: torch.Tensor) -> dict:

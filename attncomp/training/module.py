@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal, Optional
 
@@ -11,6 +12,7 @@ from pytorch_msssim import ms_ssim
 
 from ..errors import WeightsError
 from ..models import zoo
+from ..models.layers import in_float32
 
 
 def rate_bpp(likelihoods: dict, num_pixels: int) -> torch.Tensor:
@@ -19,9 +21,8 @@ def rate_bpp(likelihoods: dict, num_pixels: int) -> torch.Tensor:
 
 
 def ms_ssim_float32(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """MS-SSIM outside autocast: in bf16 its variance terms can cancel to zero and divide into inf."""
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        return ms_ssim(x_hat.float(), x.float(), data_range=1.0)
+    """MS-SSIM on [0, 1] images, in float32 even under bf16 autocast (it logged inf in bf16)."""
+    return in_float32(functools.partial(ms_ssim, data_range=1.0))(x_hat, x)
 
 
 def psnr(mse: torch.Tensor) -> torch.Tensor:
