@@ -1,5 +1,6 @@
 """Training: the step learns, runs resume, exports load into the codec, DDP works."""
 
+import shutil
 import subprocess
 import sys
 
@@ -118,6 +119,20 @@ def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_fol
     decoded = decode(encode(image, load_weights(out / "weights.pt")), load_weights(out / "weights.pt"))
     assert decoded.size == (70, 50)
     assert len(list((out / "csv").glob("version_*/metrics.csv"))) == 2  # one log per run, none overwritten
+
+
+def test_a_resumed_fine_tune_keeps_the_record_of_the_weights_it_started_from(tmp_path, image_folder):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert cli(base, image_folder, "--max-steps", "3", "--checkpoint_every", "3").returncode == 0
+    init = ["--model.init_weights", base / "weights.pt", "--checkpoint_every", "2"]
+    assert cli(tuned, image_folder, *init, "--max-steps", "2").returncode == 0
+    shutil.copy(tuned / "weights.pt", base / "weights.pt")  # the starting file is replaced, as re-bundling does
+
+    resumed = cli(tuned, image_folder, *init, "--max-steps", "4", "--resume", "last")
+    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+    record = load_weights(tuned / "weights.pt").training_info
+    assert record["steps"] == 4
+    assert record["initialised_from"]["steps"] == 3 and "initialised_from" not in record["initialised_from"]
 
 
 def test_cli_help_and_print_config():

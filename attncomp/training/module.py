@@ -108,6 +108,15 @@ class CompressionModule(pl.LightningModule):
         quantiles = [f"model.{n}" for n, _ in self.model.named_parameters() if n.endswith(".quantiles")]
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, quantiles)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["initialised_from"] = self.parent
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A resumed run keeps the record of the weights it first started from: --model.init_weights
+        # may name a file that has been overwritten since (train_zoo.sh re-bundles after each session).
+        if "initialised_from" in checkpoint:
+            self.parent = checkpoint["initialised_from"]
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Through :func:`attncomp.models.zoo.load_state`, which resizes the CDF tables an export filled."""
         return zoo.load_state(self.model, {k.removeprefix("model."): v for k, v in state_dict.items()}, strict=strict)
