@@ -23,14 +23,20 @@ def read_bytes(path, error: type[AttncompError] = AttncompError) -> bytes:
         raise error(f"no such file: {path}") from None
     except IsADirectoryError:
         raise error(f"{path} is a directory, not a file") from None
-    except PermissionError:
-        raise error(f"cannot read {path}: permission denied") from None
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(file)`` on a temporary file, fsync it, then rename it to ``path``."""
+    """Call ``write(file)`` on a temporary file, fsync it, then rename it to ``path``.
+
+    An unwritable folder or a full disk raises a one-line ``AttncompError`` and leaves nothing behind.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise AttncompError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -40,6 +46,9 @@ def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise AttncompError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

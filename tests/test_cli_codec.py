@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,11 @@ def test_existing_output_is_kept_without_force(tmp_path, png, tiny_weights):
     assert out.read_bytes() == b"precious"
     encode(png(), out, tiny_weights, "--force")
     assert out.read_bytes()[:4] == b"ATNC"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a folder nobody can create files in")
+def test_an_unwritable_output_folder_is_a_one_line_error(png, tiny_weights):
+    assert_clean_error(run("encode", png(), "/proc/out.atc", "--weights", tiny_weights), "cannot write /proc/out.atc")
 
 
 def test_missing_and_non_image_inputs(tmp_path, tiny_weights):

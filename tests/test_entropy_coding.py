@@ -41,6 +41,21 @@ def test_decoded_image_equals_forward_reconstruction_in_eval_mode(tiny_model):
 
 
 @torch.no_grad()
+def test_a_model_left_in_train_mode_codes_with_the_exact_scales(tiny_model, monkeypatch):
+    x = image_tensor()
+    coded = tiny_model.compress(x)
+    # a float h_s that is visibly off: coding must not use it, in train mode either
+    y_shape = (1, tiny_model.M, *(4 * s for s in coded["shape"]))
+    monkeypatch.setattr(tiny_model.h_s, "forward", lambda z_hat: torch.full(y_shape, 50.0))
+    try:
+        tiny_model.train()
+        assert tiny_model.compress(x)["strings"] == coded["strings"]
+        assert torch.equal(tiny_model.decompress(coded["strings"], coded["shape"])["y_hat"], torch.round(tiny_model.g_a(x)))
+    finally:
+        tiny_model.eval()
+
+
+@torch.no_grad()
 def test_spatial_ae_round_trip_is_exact():
     torch.manual_seed(0)
     model = create("spatial-ae").eval()

@@ -74,8 +74,16 @@ def test_report_from_two_tiny_images(tmp_path, tiny_weights):
     assert "bit allocation" in html and "channel attention" in html
 
 
-def test_eval_errors_are_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "attncomp.cli.evaluate", tmp_path / "missing", "--anchors", "jpeg"],
-                            capture_output=True, timeout=120)
-    assert result.returncode == 1
-    assert result.stderr.decode().strip().startswith("attncomp-eval: error:") and "Traceback" not in result.stderr.decode()
+def test_eval_errors_are_one_line(tmp_path, tiny_weights):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(smooth_image(64, 64)).save(folder / "a.png")
+    for args, words in [
+        ((tmp_path / "missing", "--anchors", "jpeg"), "not a directory"),
+        ((folder, "--weights", tiny_weights, tiny_weights), "one point twice"),  # would be averaged into one
+    ]:
+        result = subprocess.run([sys.executable, "-m", "attncomp.cli.evaluate", *args, "--out", tmp_path / "out"],
+                                capture_output=True, timeout=120)
+        err = result.stderr.decode().strip()
+        assert result.returncode == 1 and err.startswith("attncomp-eval: error:") and words in err, err
+        assert "Traceback" not in err

@@ -14,6 +14,7 @@ from attncomp.models import (
     create,
     load,
     load_weights,
+    weights_hash,
 )
 
 from .helpers import TINY
@@ -90,6 +91,8 @@ def test_zoo_knows_both_papers_and_rejects_unknown_names():
     assert (paper.N, paper.M) == (192, 320)
     with pytest.raises(WeightsError, match="unknown model"):
         create("nope")
+    with pytest.raises(WeightsError, match="has no option K"):
+        create("attn-hyperprior", K=3)
     with pytest.raises(WeightsError, match="quality 9"):
         load("attn-hyperprior", quality=9)
 
@@ -101,7 +104,16 @@ def test_weights_file_round_trip_keeps_config_and_outputs(tiny_weights):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x)["x_hat"], again(x)["x_hat"])
-    assert model.weights_hash == again.weights_hash and len(model.weights_hash) == 8
+    assert weights_hash(model) == weights_hash(again) and len(weights_hash(model)) == 8
+
+
+def test_the_weights_hash_follows_in_place_updates(tiny_weights):
+    model = load_weights(tiny_weights)
+    before = weights_hash(model)
+    with torch.no_grad():
+        model.g_s[0].weight.add_(1e-3)  # fine-tuning a loaded model changes what its streams claim
+    assert weights_hash(model) != before
+    assert weights_hash(model) == weights_hash(model)
 
 
 def test_weights_files_are_plain_data(tiny_weights):
@@ -119,6 +131,9 @@ def test_bad_weights_files_raise_weights_error(tmp_path):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="not an attncomp weights file"):
         load_weights(tmp_path / "other.pt")
+    torch.save({"format": "attncomp-weights", "version": 1, "config": {}}, tmp_path / "partial.pt")
+    with pytest.raises(WeightsError, match="incomplete"):
+        load_weights(tmp_path / "partial.pt")
 
 
 def test_a_state_with_differently_sized_cdf_tables_loads_over_built_ones(tiny_weights):

@@ -91,6 +91,13 @@ def test_garbage_range_coded_strings_decode_or_fail_cleanly(model, stream):
         assert decode(pack(parsed), model).size == (130, 70)
 
 
+def test_a_stream_with_the_wrong_number_of_strings_per_tile_is_refused(model, stream):
+    parsed = unpack(stream)
+    parsed.tiles = [(shape, strings[:1]) for shape, strings in parsed.tiles]  # valid CRC, one string short
+    with pytest.raises(StreamError, match="strings per tile"):
+        decode(pack(parsed), model)
+
+
 def test_absurd_dimensions_are_refused_before_allocation(model, stream):
     parsed = unpack(stream)
     parsed.width = parsed.height = 1_000_000

@@ -135,6 +135,22 @@ def test_a_resumed_fine_tune_keeps_the_record_of_the_weights_it_started_from(tmp
     assert record["initialised_from"]["steps"] == 3 and "initialised_from" not in record["initialised_from"]
 
 
+def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_a_second_run_over_the_first(tmp_path, image_folder):
+    gray = subprocess.run([*TRAIN, "--model.model", "spatial-ae-gray", "--data", image_folder, "--out", tmp_path / "g"],
+                          capture_output=True, timeout=600)
+    err = gray.stderr.decode().strip()
+    assert gray.returncode == 1 and err.endswith("pass --data.channels 1") and "Traceback" not in err, err[-2000:]
+    sized = cli(tmp_path / "g", image_folder, "--model.model", "spatial-ae-gray", "--data.channels", "1")
+    assert sized.returncode == 1 and "spatial-ae-gray has no option M, N" in sized.stderr.decode()
+
+    out = tmp_path / "run"
+    assert cli(out, image_folder, "--max-steps", "1").returncode == 0
+    before = (out / "weights.pt").read_bytes()
+    again = cli(out, image_folder, "--max-steps", "1")
+    assert again.returncode == 1 and "--resume last" in again.stderr.decode()
+    assert (out / "weights.pt").read_bytes() == before
+
+
 def test_cli_help_and_print_config():
     help_text = subprocess.run([*TRAIN, "--help"], capture_output=True, timeout=120).stdout.decode()
     for option in ("--lmbda", "--out", "--resume", "--model.distortion", "--data.crop_size"):

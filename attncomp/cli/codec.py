@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (AttncompError, ValueError) as exc:
+    except (AttncompError, ValueError, OSError) as exc:  # OSError: e.g. a closed stdout pipe
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

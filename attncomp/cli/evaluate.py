@@ -25,17 +25,24 @@ BASELINE_MODELS = ("spatial-ae", "spatial-ae-gray")
 
 
 def select_models(args) -> list:
+    from ..evaluation.runner import model_label, model_setting
+
     models = [load_weights(path) for path in args.weights or []]
     names = args.model or ([] if args.weights else [DEFAULT_MODEL, *BASELINE_MODELS])
     for name in names:
         qualities = args.qualities or available_qualities(name)
-        if not qualities and name in BASELINE_MODELS and not args.model:
-            continue  # the baseline appears as a row whenever its weights exist
-        if not qualities:
+        if name in BASELINE_MODELS and not args.model:
+            # the baseline appears as a row at whichever requested qualities are bundled
+            qualities = [q for q in qualities if q in available_qualities(name)]
+        elif not qualities:
             raise AttncompError(f"no bundled weights for {name}; pass --weights FILE")
         models += [load(name, q) for q in qualities]
     if not models and not args.anchors:
         raise AttncompError("nothing to evaluate: no models and no --anchors")
+    points = [f"{model_label(m)} {model_setting(m)}" for m in models]
+    twice = sorted({p for p in points if points.count(p) > 1})
+    if twice:
+        raise AttncompError(f"{', '.join(twice)} would be one point twice; evaluate those weights in separate runs")
     return models
 
 
@@ -67,9 +74,16 @@ def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, c
     }
     summary = [dict(p, codec=c) for c, points in curves.items() for p in points]
     (out / "summary.json").write_text(json.dumps({"curves": curves, "bd_rate": table}, indent=2))
-    sections = report.model_sections(evaluation, images[:crops], anchor_codecs)
+    sections = report.model_sections(evaluation, images, anchor_codecs, crops)
     report.write_html(out / "report.html", f"attncomp evaluation: {len(images)} images", plots, table, sections, summary)
     return table
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"classical codecs through Pillow: {' '.join(sorted(SWEEPS))}")
     parser.add_argument("--out", default="results/eval", help="output folder (default results/eval)")
     parser.add_argument("--limit", type=int, help="use only the first N images")
-    parser.add_argument("--crops", type=int, default=3, help="images shown side by side in the report (default 3)")
+    parser.add_argument("--crops", type=non_negative, default=3, help="images shown side by side in the report (default 3)")
     parser.add_argument("--reference", default=None, help="folder of published CompressAI results JSON (Kodak only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -23,6 +23,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from ..errors import AttncompError
+from ..models import image_channels
 from ..training import (
     CompressionModule,
     ExportWeights,
@@ -88,12 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             parser_kwargs={"description": __doc__, "prog": "attncomp-train"},
             seed_everything_default=0,
         )
-        resume = cli.config["resume"]
+        channels = image_channels(cli.model.model)
+        if cli.datamodule.hparams.channels != channels:
+            raise AttncompError(f"{cli.model.hparams.model} codes {channels}-channel images: pass --data.channels {channels}")
+        out, resume = Path(cli.config["out"]), cli.config["resume"]
         if resume == "last":
-            last = Path(cli.config["out"]) / "checkpoints" / "last.ckpt"
+            last = out / "checkpoints" / "last.ckpt"
             resume = str(last) if last.is_file() else None
         if resume:
             check_resumable(resume, cli.model)
+        elif (out / "weights.pt").exists() or (out / "checkpoints" / "last.ckpt").exists():
+            raise AttncompError(f"{out} already holds a run: pass --resume last to continue it, or another --out")
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
     except AttncompError as exc:
         print(f"attncomp-train: error: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from compressai.entropy_models import EntropyModel
 from PIL import Image
 
 from .. import image as imageio
@@ -15,16 +16,16 @@ _PASS_WEIGHTS = "pass the weights file it was encoded with (--weights)"
 DEFAULT_TILE = 1024  # pixels; bounds memory for very large images (a 1024² tile of the lite model: ~0.5 GB)
 
 
-def _channels(model) -> int:
-    return getattr(model, "config", {}).get("in_channels", 3)
+def _strings_per_tile(model) -> int:
+    """One range-coded string per entropy model: 2 for the hyperprior (y, z), 1 for the autoencoder."""
+    return sum(isinstance(module, EntropyModel) for module in model.modules())
 
 
 def _identity(model) -> tuple[str, int, bytes]:
     name = getattr(model, "zoo_name", None)
     if name is None:
         raise WeightsError("model has no zoo name: load it with attncomp.models.load() or load_weights()")
-    digest = getattr(model, "weights_hash", None) or zoo.weights_hash(model)
-    return name, int(getattr(model, "quality", None) or 0), digest
+    return name, int(getattr(model, "quality", None) or 0), zoo.weights_hash(model)
 
 
 @torch.inference_mode()
@@ -36,7 +37,7 @@ def encode(source, model=None, tile_size: int = DEFAULT_TILE) -> bytes:
     if tile_size < factor or tile_size % factor or tile_size > 65535:
         raise ValueError(f"tile size must be a multiple of {factor} below 65536")
     img = imageio.open_image(source)
-    channels = _channels(model)
+    channels = zoo.image_channels(model)
     x = imageio.to_tensor(img, channels)
     stream = Stream(name, quality, digest, img.width, img.height, img.mode, tile_size)
     for top, left, h, w in stream.tile_boxes():
@@ -73,9 +74,12 @@ def decode(data: bytes, model=None) -> Image.Image:
     factor = model.downsampling_factor
     if stream.tile_size % factor:
         raise StreamError(f"stream tile size {stream.tile_size} is not a multiple of {factor}")
-    channels = _channels(model)
+    channels = zoo.image_channels(model)
+    per_tile = _strings_per_tile(model)
     canvas = torch.empty(1, channels, stream.height, stream.width)
     for (top, left, h, w), (shape, strings) in zip(stream.tile_boxes(), stream.tiles):
+        if len(strings) != per_tile:
+            raise StreamError(f"stream has {len(strings)} coded strings per tile, {stream.model} writes {per_tile}")
         expected = (-(-h // factor), -(-w // factor))
         if tuple(shape) != expected:
             raise StreamError(f"tile latent shape {tuple(shape)} does not match the image ({expected})")

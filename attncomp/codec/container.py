@@ -7,11 +7,11 @@ All integers are little-endian. Offsets are in bytes::
     version            1      FORMAT_VERSION; a decoder refuses any other
     name length n      1
     model name         n      ASCII zoo name, e.g. "attn-hyperprior"
-    quality            1      1..8 for bundled weights, 0 for a user's weights file
+    quality            1      q when the weights were trained at CompressAI's λ for quality q, else 0
     weights hash       8      first 8 bytes of SHA-256 of the state dict
     width, height      4, 4   pixels of the source image
     mode               1      0 = grayscale (L), 1 = RGB
-    tile size          2      pixels per tile side (a multiple of 64)
+    tile size          2      pixels per tile side (a multiple of the model's downsampling factor)
     strings per tile k 1      2 for the hyperprior (y, z), 1 for the autoencoder
     tiles, row-major:
       latent h, w      2, 2   shape of the entropy model's smallest latent

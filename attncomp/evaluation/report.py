@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .. import image as imageio  # noqa: E402
-from ..models import ChannelAttention  # noqa: E402
+from ..models import ChannelAttention, image_channels  # noqa: E402
 from .anchors import LABELS  # noqa: E402
 from .bdrate import bd_rate  # noqa: E402
 
@@ -114,7 +114,7 @@ def attention_gates(model, image) -> dict:
 @torch.inference_mode()
 def bit_allocation(model, image) -> np.ndarray:
     """Bits spent at each latent position (−log2 p summed over channels) of the main latent."""
-    x = imageio.pad_to_multiple(imageio.to_tensor(image, getattr(model, "config", {}).get("in_channels", 3)), model.downsampling_factor)
+    x = imageio.pad_to_multiple(imageio.to_tensor(image, image_channels(model)), model.downsampling_factor)
     likelihoods = model(x)["likelihoods"]
     main = likelihoods.get("y", next(iter(likelihoods.values())))
     return (-torch.log2(main)).sum(dim=1)[0].numpy()
@@ -213,10 +213,11 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}figure{{display:i
         f.write(page)
 
 
-def model_sections(evaluation, images, anchor_codecs) -> list[str]:
+def model_sections(evaluation, images, anchor_codecs, crops: int = 3) -> list[str]:
+    """Per model: side-by-side crops of the first ``crops`` images, then its gates and bits on the first."""
     sections = []
     for label, by_setting in evaluation.models.items():
-        rows = comparison_rows(evaluation, images, label, anchor_codecs)
+        rows = comparison_rows(evaluation, images[:crops], label, anchor_codecs)
         if rows:
             sections.append(f"<h2>Side by side: {html.escape(label)} (centre crops, 256 px)</h2>" + "".join(rows))
         settings = sorted(by_setting)

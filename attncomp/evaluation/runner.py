@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .. import image as imageio
 from ..codec import decode, encode
+from ..models import image_channels
 from . import anchors
 from .metrics import finite_mean, ms_ssim, psnr
 
@@ -69,7 +70,7 @@ def estimated_bpp(model, x: torch.Tensor, pixels: int) -> float:
 
 
 def measure_model(model, test: TestImage, keep: dict | None = None) -> Record:
-    channels = getattr(model, "config", {}).get("in_channels", 3)
+    channels = image_channels(model)
     reference = test.array if channels == 3 or test.array.ndim == 2 else np.asarray(test.image.convert("L"))
     start = time.perf_counter()
     data = encode(test.image, model)

@@ -45,9 +45,10 @@ class AttentionHyperprior(ScaleHyperprior):
     (same parameter names), so the ablation plain / +attention /
     +attention+post-filter is one class.
 
-    Outside training, h_s runs in exact fixed-point arithmetic
-    (:mod:`attncomp.models.fixed_point`): encoder and decoder derive the same
-    scale indexes on any machine, thread count or memory format.
+    ``compress`` and ``decompress`` (and ``forward`` outside training) run h_s
+    in exact fixed-point arithmetic (:mod:`attncomp.models.fixed_point`):
+    encoder and decoder derive the same scale indexes on any machine, thread
+    count or memory format, and in train mode too.
     """
 
     def __init__(
@@ -132,12 +133,12 @@ class AttentionHyperprior(ScaleHyperprior):
         z = self.h_a(torch.abs(y)).float()
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        indexes = self.scale_indexes(self.hyper_synthesis(z_hat))
+        indexes = self.scale_indexes(fixed_point_forward(self.h_s, z_hat))  # exact even in train mode
         y_strings = self.gaussian_conditional.compress(y, indexes)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
 
     def decompress(self, strings: list, shape) -> dict:
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
-        indexes = self.scale_indexes(self.hyper_synthesis(z_hat))
+        indexes = self.scale_indexes(fixed_point_forward(self.h_s, z_hat))
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float32)
         return {"x_hat": self.synthesis(y_hat).clamp_(0, 1), "y_hat": y_hat}

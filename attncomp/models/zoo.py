@@ -19,6 +19,7 @@ back to float32, so encoder and decoder always run the same numbers.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -79,6 +80,9 @@ def entry(name: str) -> ZooEntry:
 def create(name: str, **overrides) -> CompressionModel:
     """A freshly initialised (untrained) model of zoo type ``name``."""
     spec = entry(name)
+    unknown = sorted(set(overrides) - set(inspect.signature(spec.cls).parameters))
+    if unknown:
+        raise WeightsError(f"{name} has no option {', '.join(unknown)}")
     return spec.cls(**{**spec.config, **overrides})
 
 
@@ -148,6 +152,8 @@ def read_weights(path) -> dict:
         raise WeightsError(f"{path} is not an attncomp weights file")
     if payload.get("version") != FORMAT_VERSION:
         raise WeightsError(f"{path} has weights format version {payload.get('version')}, expected {FORMAT_VERSION}")
+    if not isinstance(payload.get("model"), str) or not isinstance(payload.get("state_dict"), dict):
+        raise WeightsError(f"{path} is an incomplete attncomp weights file (no model name or state dict)")
     return payload
 
 
@@ -167,7 +173,6 @@ def load_weights(path) -> CompressionModel:
     model.quality = payload.get("quality")
     model.lmbda = payload.get("lmbda")
     model.training_info = payload.get("training", {})
-    model.weights_hash = weights_hash(model)
     return model
 
 
@@ -182,13 +187,28 @@ def load_state(model: CompressionModel, state_dict: dict, strict: bool = True):
     return model.load_state_dict(state_dict, strict=strict)
 
 
+def image_channels(model: torch.nn.Module) -> int:
+    """Channels of the images ``model`` codes: 1 for the grayscale autoencoder, else 3."""
+    return getattr(model, "config", {}).get("in_channels", 3)
+
+
 def weights_hash(model: torch.nn.Module) -> bytes:
-    """First 8 bytes of SHA-256 over the state dict: a stream remembers which weights wrote it."""
+    """First 8 bytes of SHA-256 over the state dict: a stream remembers which weights wrote it.
+
+    Cached on the model until a tensor of its state dict is replaced or changed in place
+    (fine-tuning a loaded model must not let its streams claim the old weights).
+    """
+    state = model.state_dict()
+    key = tuple((name, value.data_ptr(), value._version) for name, value in state.items())
+    cached = model.__dict__.get("_weights_hash")
+    if cached is not None and cached[0] == key:
+        return cached[1]
     digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
+    for name, value in sorted(state.items()):
         tensor = value.detach().cpu().contiguous()
-        digest.update(key.encode())
+        digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
-    return digest.digest()[:8]
+    model.__dict__["_weights_hash"] = (key, digest.digest()[:8])
+    return model.__dict__["_weights_hash"][1]
