@@ -21,8 +21,8 @@ for q in "1 0.0018 9500" "7 0.0932 18000" "5 0.025 18000"; do
          --max-steps "$3" --trainer.val_check_interval 3000 --out "runs/q$1" --resume last
 done
 
-# Wibowo's spatial-attention autoencoder (RGB), quality 3
-$TRAIN --lmbda 0.0067 --model.model spatial-ae --model.lr 1e-3 --max-steps "${AE_STEPS:-3000}" \
-       --trainer.val_check_interval "${AE_STEPS:-3000}" --out runs/spatial-ae --resume last
+# Wibowo's spatial-attention autoencoder (RGB), quality 3, seed 2
+$TRAIN --lmbda 0.0067 --model.model spatial-ae --model.lr 1e-3 --max-steps "${AE_STEPS:-3000}" --seed_everything 2 \
+       --trainer.val_check_interval "${AE_STEPS:-3000}" --out runs/spatial-ae-seed2 --resume last
 
-for run in q1 q3 q5 q7 spatial-ae; do .venv/bin/python scripts/bundle_weights.py "runs/$run/weights.pt"; done
+for run in q1 q3 q5 q7 spatial-ae-seed2; do .venv/bin/python scripts/bundle_weights.py "runs/$run/weights.pt"; done

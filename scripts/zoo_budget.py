@@ -19,8 +19,8 @@ def chain(training: dict) -> list[dict]:
 
 
 def main():
-    print("| model | quality | λ | steps (total) | CPU hours (total) | runs | crops | precision | hardware |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | quality | λ | steps (total) | CPU hours (total) | runs | crops | precision | seed | hardware |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in ZOO:
         for quality in available_qualities(name):
             payload = zoo.read_weights(zoo.bundled_weights(name, quality))
@@ -30,7 +30,7 @@ def main():
             newest = payload["training"]
             print(f"| {name} | {quality} | {payload['lmbda']} | {steps} | {hours:.2f} | {len(runs)} "
                   f"| {newest.get('batch_size')}×{newest.get('crop_size')}² | {newest.get('precision')} "
-                  f"| {newest.get('hardware')} |")
+                  f"| {newest.get('seed', '—')} | {newest.get('hardware')} |")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_fol
     assert (out / "checkpoints" / "last.ckpt").is_file()
     weights = load_weights(out / "weights.pt")
     assert weights.lmbda == 0.0067 and weights.quality == 3 and weights.training_info["steps"] == 5
+    assert weights.training_info["seed"] == 0  # LightningCLI's --seed_everything default
 
     second = cli(out, image_folder, "--max-steps", "8", "--resume", "last", "--checkpoint_every", "100")
     assert second.returncode == 0, second.stderr.decode()[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -72,6 +73,8 @@ class ExportWeights(pl.Callback):
             precision=str(trainer.precision),
             distortion=hp.distortion,
         )
+        if "PL_GLOBAL_SEED" in os.environ:  # set by --seed_everything
+            training["seed"] = int(os.environ["PL_GLOBAL_SEED"])
         if pl_module.parent:
             training["initialised_from"] = pl_module.parent
         zoo.save_weights(pl_module.model, self.path, hp.model, quality=quality, lmbda=hp.lmbda, training=training)
