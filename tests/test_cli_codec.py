@@ -52,6 +52,16 @@ def test_round_trip_any_size(tmp_path, png, tiny_weights, size):
     assert out.size == (size[1], size[0]) and out.mode == "RGB"
 
 
+def test_bundled_models_need_no_weights_file_either_way(tmp_path, png):
+    """What `make demo` does: the stream names its bundled model, so decode needs nothing else."""
+    src = png(96, 128)
+    for model in ("attn-hyperprior", "spatial-ae"):
+        assert run("encode", src, tmp_path / f"{model}.atc", "--model", model).returncode == 0
+        decoded = run("decode", tmp_path / f"{model}.atc", tmp_path / f"{model}.png")
+        assert decoded.returncode == 0, decoded.stderr.decode()
+        assert Image.open(tmp_path / f"{model}.png").size == (128, 96)
+
+
 @pytest.mark.parametrize("mode,expected", [("L", "L"), ("RGBA", "RGB"), ("P", "RGB"), ("I;16", "L")])
 def test_unusual_modes(tmp_path, png, tiny_weights, mode, expected):
     encode(png(40, 50, mode=mode), tmp_path / "a.atc", tiny_weights)

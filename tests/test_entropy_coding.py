@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from attncomp.models import create
+from attncomp.models import create, weights_hash
 from attncomp.models.fixed_point import (
     ACT_BITS,
     GATE_BITS,
@@ -53,6 +53,18 @@ def test_a_model_left_in_train_mode_codes_with_the_exact_scales(tiny_model, monk
         assert torch.equal(tiny_model.decompress(coded["strings"], coded["shape"])["y_hat"], torch.round(tiny_model.g_a(x)))
     finally:
         tiny_model.eval()
+
+
+@torch.inference_mode()
+def test_a_model_built_under_inference_mode_codes_too():
+    """Its tensors keep no version counter, so the integer-weight and hash caches must recompute."""
+    torch.manual_seed(0)
+    model = create("attn-hyperprior", **TINY).eval()
+    model.update(force=True)
+    x = image_tensor()
+    coded = model.compress(x)
+    assert torch.equal(model.decompress(coded["strings"], coded["shape"])["y_hat"], torch.round(model.g_a(x)))
+    assert weights_hash(model) == weights_hash(model)
 
 
 @torch.no_grad()

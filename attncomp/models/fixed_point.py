@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ChannelAttention
+from .layers import ChannelAttention, version_key
 
 ACT_BITS = 8
 WEIGHT_BITS = 12
@@ -59,9 +59,9 @@ def _integer_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Te
     Rounding and checking the weights costs more than the small convolutions of h_s
     themselves, and a decoder runs h_s once per tile with the same weights.
     """
-    key = tuple((p.data_ptr(), p._version, p.device) for p in (layer.weight, layer.bias))
+    key = version_key((layer.weight, layer.bias))
     cached = layer.__dict__.get("_fixed_point")
-    if cached is None or cached[0] != key:
+    if key is None or cached is None or cached[0] != key:
         weight = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS).contiguous()
         bias = torch.round(layer.bias.detach().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
         _check_exact(weight, layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1])

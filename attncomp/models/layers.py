@@ -1,4 +1,4 @@
-"""The two blocks Wirabudi et al. (2024) add to the scale hyperprior."""
+"""The two blocks Wirabudi et al. (2024) add to the scale hyperprior, and small tensor helpers."""
 
 from __future__ import annotations
 
@@ -18,6 +18,18 @@ def in_float32(fn):
             return fn(*(t.float() for t in tensors))
 
     return wrapped
+
+
+def version_key(tensors) -> tuple | None:
+    """Changes whenever one of ``tensors`` is replaced or modified in place: a cache key.
+
+    None for tensors made under ``torch.inference_mode``, which keep no version counter;
+    a cache must then recompute.
+    """
+    tensors = list(tensors)
+    if any(t.is_inference() for t in tensors):
+        return None
+    return tuple((t.data_ptr(), t._version, t.device) for t in tensors)
 
 
 class ChannelAttention(nn.Module):

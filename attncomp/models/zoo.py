@@ -31,6 +31,7 @@ from compressai.models import CompressionModel
 from ..errors import WeightsError
 from ..files import atomic_write
 from .hyperprior import AttentionHyperprior
+from .layers import version_key
 from .spatial_ae import SpatialAttentionAE
 
 FORMAT = "attncomp-weights"
@@ -157,6 +158,7 @@ def read_weights(path) -> dict:
     return payload
 
 
+@torch.inference_mode(False)  # normal tensors even when loaded inside decode(): the caches need their versions
 def load_weights(path) -> CompressionModel:
     """A model built from an exported weights file, in eval mode with its CDFs, channels_last."""
     payload = read_weights(path)
@@ -199,9 +201,9 @@ def weights_hash(model: torch.nn.Module) -> bytes:
     (fine-tuning a loaded model must not let its streams claim the old weights).
     """
     state = model.state_dict()
-    key = tuple((name, value.data_ptr(), value._version) for name, value in state.items())
+    key = version_key(state.values())
     cached = model.__dict__.get("_weights_hash")
-    if cached is not None and cached[0] == key:
+    if key is not None and cached is not None and cached[0] == key:
         return cached[1]
     digest = hashlib.sha256()
     for name, value in sorted(state.items()):
