@@ -30,10 +30,11 @@ def select_models(args) -> list:
     models = [load_weights(path) for path in args.weights or []]
     names = args.model or ([] if args.weights else [DEFAULT_MODEL, *BASELINE_MODELS])
     for name in names:
-        qualities = args.qualities or available_qualities(name)
+        bundled = available_qualities(name)
+        qualities = args.qualities or bundled
         if name in BASELINE_MODELS and not args.model:
             # the baseline appears as a row at whichever requested qualities are bundled
-            qualities = [q for q in qualities if q in available_qualities(name)]
+            qualities = [q for q in qualities if q in bundled]
         elif not qualities:
             raise AttncompError(f"no bundled weights for {name}; pass --weights FILE")
         models += [load(name, q) for q in qualities]

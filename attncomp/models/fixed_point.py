@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ChannelAttention, version_key
+from .layers import ChannelAttention, cached_by_version
 
 ACT_BITS = 8
 WEIGHT_BITS = 12
@@ -59,14 +59,14 @@ def _integer_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Te
     Rounding and checking the weights costs more than the small convolutions of h_s
     themselves, and a decoder runs h_s once per tile with the same weights.
     """
-    key = version_key((layer.weight, layer.bias))
-    cached = layer.__dict__.get("_fixed_point")
-    if key is None or cached is None or cached[0] != key:
+
+    def compute():
         weight = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS).contiguous()
         bias = torch.round(layer.bias.detach().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
         _check_exact(weight, layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1])
-        cached = layer.__dict__["_fixed_point"] = (key, weight, bias)
-    return cached[1], cached[2]
+        return weight, bias
+
+    return cached_by_version(layer, "_fixed_point", (layer.weight, layer.bias), compute)
 
 
 def _conv(layer: nn.Conv2d | nn.ConvTranspose2d, q: torch.Tensor) -> torch.Tensor:

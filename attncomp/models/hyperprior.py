@@ -114,6 +114,10 @@ class AttentionHyperprior(ScaleHyperprior):
         table = conditional.scale_table[:-1].to(torch.float64)
         return torch.bucketize(scales.to(torch.float64).clamp_min(bound).contiguous(), table).int()
 
+    def coding_indexes(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """The scale indexes the range coder uses: from the exact h_s, whatever the mode."""
+        return self.scale_indexes(fixed_point_forward(self.h_s, z_hat))
+
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.post_filter(self.g_s(y_hat))
 
@@ -133,12 +137,12 @@ class AttentionHyperprior(ScaleHyperprior):
         z = self.h_a(torch.abs(y)).float()
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        indexes = self.scale_indexes(fixed_point_forward(self.h_s, z_hat))  # exact even in train mode
+        indexes = self.coding_indexes(z_hat)
         y_strings = self.gaussian_conditional.compress(y, indexes)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
 
     def decompress(self, strings: list, shape) -> dict:
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
-        indexes = self.scale_indexes(fixed_point_forward(self.h_s, z_hat))
+        indexes = self.coding_indexes(z_hat)
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float32)
         return {"x_hat": self.synthesis(y_hat).clamp_(0, 1), "y_hat": y_hat}

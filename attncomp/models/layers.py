@@ -20,16 +20,17 @@ def in_float32(fn):
     return wrapped
 
 
-def version_key(tensors) -> tuple | None:
-    """Changes whenever one of ``tensors`` is replaced or modified in place: a cache key.
+def cached_by_version(owner, name: str, tensors, compute):
+    """``compute()``, cached on ``owner`` until one of ``tensors`` is replaced or modified in place.
 
-    None for tensors made under ``torch.inference_mode``, which keep no version counter;
-    a cache must then recompute.
+    Tensors made under ``torch.inference_mode`` keep no version counter: then it recomputes.
     """
     tensors = list(tensors)
-    if any(t.is_inference() for t in tensors):
-        return None
-    return tuple((t.data_ptr(), t._version, t.device) for t in tensors)
+    key = None if any(t.is_inference() for t in tensors) else tuple((t.data_ptr(), t._version, t.device) for t in tensors)
+    cached = owner.__dict__.get(name)
+    if key is None or cached is None or cached[0] != key:
+        cached = owner.__dict__[name] = (key, compute())
+    return cached[1]
 
 
 class ChannelAttention(nn.Module):

@@ -31,7 +31,7 @@ from compressai.models import CompressionModel
 from ..errors import WeightsError
 from ..files import atomic_write
 from .hyperprior import AttentionHyperprior
-from .layers import version_key
+from .layers import cached_by_version
 from .spatial_ae import SpatialAttentionAE
 
 FORMAT = "attncomp-weights"
@@ -201,16 +201,15 @@ def weights_hash(model: torch.nn.Module) -> bytes:
     (fine-tuning a loaded model must not let its streams claim the old weights).
     """
     state = model.state_dict()
-    key = version_key(state.values())
-    cached = model.__dict__.get("_weights_hash")
-    if key is not None and cached is not None and cached[0] == key:
-        return cached[1]
-    digest = hashlib.sha256()
-    for name, value in sorted(state.items()):
-        tensor = value.detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
-    model.__dict__["_weights_hash"] = (key, digest.digest()[:8])
-    return model.__dict__["_weights_hash"][1]
+
+    def compute():
+        digest = hashlib.sha256()
+        for name, value in sorted(state.items()):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(name.encode())
+            digest.update(str(tensor.dtype).encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
+        return digest.digest()[:8]
+
+    return cached_by_version(model, "_weights_hash", state.values(), compute)
