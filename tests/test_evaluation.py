@@ -87,3 +87,20 @@ def test_eval_errors_are_one_line(tmp_path, tiny_weights):
         err = result.stderr.decode().strip()
         assert result.returncode == 1 and err.startswith("attncomp-eval: error:") and words in err, err
         assert "Traceback" not in err
+
+
+def test_plain_and_refined_encoders_are_two_curves(tmp_path, tiny_weights):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(smooth_image(64, 64)).save(folder / "a.png")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "attncomp.cli.evaluate", folder, "--weights", tiny_weights, "--refine", "0", "2",
+         "--anchors", "jpeg", "--out", out, "--no-progress", "--crops", "0"],
+        capture_output=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    plain = json.loads((out / "attn-hyperprior.json").read_text())["results"]
+    refined = json.loads((out / "attn-hyperprior+refine2.json").read_text())["results"]
+    assert plain["bpp"][0] > 0 and refined["bpp"][0] > 0
+    assert "attn-hyperprior+refine2" in (out / "bd_rate.md").read_text()

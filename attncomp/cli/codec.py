@@ -4,6 +4,7 @@ examples:
   attncomp-codec encode photo.png photo.atc                 bundled model, quality 3
   attncomp-codec encode photo.png photo.atc --quality 1     smaller file, lower quality
   attncomp-codec encode photo.png out.atc --weights run/weights.pt
+  attncomp-codec encode photo.png photo.atc --refine 50     ~12% smaller at equal quality, slower
   attncomp-codec decode photo.atc photo.png                 format from the extension
   attncomp-codec info photo.atc
   cat photo.png | attncomp-codec encode - - > photo.atc     "-" is stdin/stdout
@@ -22,6 +23,7 @@ from PIL import Image
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
 from ..models import DEFAULT_MODEL, ZOO, zoo
+from . import non_negative
 
 PROG = "attncomp-codec"
 
@@ -77,7 +79,7 @@ def cmd_encode(args) -> None:
     source = read_input(args.input)
     model = load_model(args)
     start = time.perf_counter()
-    data = encode(source, model, tile_size=args.tile)
+    data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
     seconds = time.perf_counter() - start
     write_output(args.output, data)
     header = unpack(data)
@@ -136,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="1 (smallest) … 8 (best); CompressAI's λ for that quality (default 3)")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
     enc.add_argument("--tile", type=int, default=1024, metavar="PX", help="tile side for large images (default 1024)")
+    enc.add_argument("--refine", type=non_negative, default=0, metavar="STEPS",
+                     help="optimise the latents for this image (e.g. 50): smaller files at the same quality, "
+                     "slower encoding, same decoder (default 0)")
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
     enc.set_defaults(run=cmd_encode)
 

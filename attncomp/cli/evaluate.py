@@ -4,6 +4,7 @@ examples:
   attncomp-eval ../shared/data/kodak --anchors jpeg webp avif --out results/kodak
   attncomp-eval photos/ --model attn-hyperprior --qualities 1 3 --out results/photos
   attncomp-eval photos/ --weights runs/a/weights.pt runs/b/weights.pt --anchors jpeg
+  attncomp-eval ../shared/data/kodak --refine 0 50 --out results/refine   plain and refined encoder
 
 Writes to --out: per_image.csv, one CompressAI-style JSON per codec, bd_rate.md,
 rd_psnr.png, rd_ms_ssim.png and report.html (a single file for a browser).
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..errors import AttncompError
 from ..models import DEFAULT_MODEL, ZOO, available_qualities, load, load_weights
+from . import non_negative
 
 PROG = "attncomp-eval"
 BASELINE_MODELS = ("spatial-ae", "spatial-ae-gray")
@@ -80,13 +82,6 @@ def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, c
     return table
 
 
-def non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from ..evaluation.anchors import SWEEPS
 
@@ -101,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="results/eval", help="output folder (default results/eval)")
     parser.add_argument("--limit", type=int, help="use only the first N images")
     parser.add_argument("--crops", type=non_negative, default=3, help="images shown side by side in the report (default 3)")
+    parser.add_argument("--refine", nargs="+", type=non_negative, default=[0], metavar="STEPS",
+                        help="encoder refinement steps, one curve each (default 0: the plain encoder; e.g. --refine 0 50)")
     parser.add_argument("--reference", default=None, help="folder of published CompressAI results JSON (Kodak only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -116,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             raise AttncompError(f"this Pillow cannot encode {', '.join(missing)}")
         images = runner.load_images(args.images, args.limit)
         models = select_models(args)
-        evaluation = runner.run(images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress)
+        refine = sorted(set(args.refine))
+        if 0 not in refine and not any(runner.supports_refinement(m) for m in models):
+            raise AttncompError("none of these models supports --refine")
+        evaluation = runner.run(
+            images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress, refine=refine
+        )
         table = write_outputs(Path(args.out), evaluation, images, args.anchors, args.reference or reference.DEFAULT_DIR, args.crops)
     except (AttncompError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from .. import image as imageio
 from ..errors import StreamError, WeightsError
 from ..models import zoo
 from .container import Stream, pack, unpack
+from .refine import refine_latents, supports_refinement
 
 _GUARD = bytes(16)
 _PASS_WEIGHTS = "pass the weights file it was encoded with (--weights)"
@@ -29,19 +30,32 @@ def _identity(model) -> tuple[str, int, bytes]:
 
 
 @torch.inference_mode()
-def encode(source, model=None, tile_size: int = DEFAULT_TILE) -> bytes:
-    """Compress an image (path, bytes, PIL image or uint8 array) into an attncomp stream."""
+def encode(source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int = 0) -> bytes:
+    """Compress an image (path, bytes, PIL image or uint8 array) into an attncomp stream.
+
+    ``refine_steps`` > 0 optimises each tile's latents for that many steps
+    (:mod:`attncomp.codec.refine`): slower encoding, fewer bits for the same
+    quality, a stream any attncomp decoder reads.
+    """
     model = model if model is not None else zoo.load()
     name, quality, digest = _identity(model)
     factor = model.downsampling_factor
     if tile_size < factor or tile_size % factor or tile_size > 65535:
         raise ValueError(f"tile size must be a multiple of {factor} below 65536")
+    if refine_steps < 0:
+        raise ValueError("refine steps must be 0 or more")
+    if refine_steps and not supports_refinement(model):
+        raise WeightsError(f"{name} does not support encoder-side refinement (--refine)")
     img = imageio.open_image(source)
     channels = zoo.image_channels(model)
     x = imageio.to_tensor(img, channels)
     stream = Stream(name, quality, digest, img.width, img.height, img.mode, tile_size)
     for top, left, h, w in stream.tile_boxes():
-        out = model.compress(imageio.pad_to_multiple(x[..., top : top + h, left : left + w], factor))
+        tile = imageio.pad_to_multiple(x[..., top : top + h, left : left + w], factor)
+        if refine_steps:
+            out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps))
+        else:
+            out = model.compress(tile)
         stream.tiles.append((tuple(out["shape"]), [strings[0] for strings in out["strings"]]))
     return pack(stream)
 

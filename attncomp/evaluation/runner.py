@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .. import image as imageio
-from ..codec import decode, encode
+from ..codec import decode, encode, supports_refinement
 from ..models import image_channels
 from . import anchors
 from .metrics import finite_mean, ms_ssim, psnr
@@ -52,8 +52,10 @@ def load_images(folder, limit: int | None = None) -> list[TestImage]:
     return [TestImage(p.stem, imageio.open_image(p)) for p in paths]
 
 
-def model_label(model) -> str:
-    return getattr(model, "zoo_name", type(model).__name__)
+def model_label(model, refine_steps: int = 0) -> str:
+    """The curve a model's points belong to; encoder-side refinement is a curve of its own."""
+    name = getattr(model, "zoo_name", type(model).__name__)
+    return f"{name}+refine{refine_steps}" if refine_steps else name
 
 
 def model_setting(model) -> str:
@@ -69,11 +71,11 @@ def estimated_bpp(model, x: torch.Tensor, pixels: int) -> float:
     return sum(-torch.log2(v).sum().item() for v in likelihoods.values()) / pixels
 
 
-def measure_model(model, test: TestImage, keep: dict | None = None) -> Record:
+def measure_model(model, test: TestImage, keep: dict | None = None, refine_steps: int = 0) -> Record:
     channels = image_channels(model)
     reference = test.array if channels == 3 or test.array.ndim == 2 else np.asarray(test.image.convert("L"))
     start = time.perf_counter()
-    data = encode(test.image, model)
+    data = encode(test.image, model, refine_steps=refine_steps)
     encoded = time.perf_counter() - start
     start = time.perf_counter()
     decoded = np.asarray(decode(data, model))
@@ -82,7 +84,7 @@ def measure_model(model, test: TestImage, keep: dict | None = None) -> Record:
         keep[test.name] = decoded
     x = imageio.to_tensor(test.image, channels)
     return Record(
-        model_label(model), model_setting(model), test.name, len(data), 8 * len(data) / test.pixels,
+        model_label(model, refine_steps), model_setting(model), test.name, len(data), 8 * len(data) / test.pixels,
         psnr(reference, decoded), ms_ssim(reference, decoded), encoded, decoded_s,
         estimated_bpp(model, x, test.pixels),
     )
@@ -105,15 +107,24 @@ class Evaluation:
     models: dict = field(default_factory=dict)  # codec label -> {setting: model}
 
 
-def run(images: list[TestImage], models=(), anchor_codecs=(), keep_images: int = 3, progress=True) -> Evaluation:
-    """Measure every model and every anchor setting on every image."""
-    tasks = [("model", m, model_setting(m)) for m in models]
-    tasks += [("anchor", c, s) for c in anchor_codecs for s in anchors.SWEEPS[c]]
+def run(images: list[TestImage], models=(), anchor_codecs=(), keep_images: int = 3, progress=True, refine=(0,)) -> Evaluation:
+    """Measure every model and every anchor setting on every image.
+
+    ``refine``: encoder refinement steps to measure each model with (0 = plain
+    encoder); models that cannot refine are measured with the plain encoder only.
+    """
+    tasks = [
+        ("model", m, model_setting(m), steps)
+        for steps in refine
+        for m in models
+        if steps == 0 or supports_refinement(m)
+    ]
+    tasks += [("anchor", c, s, 0) for c in anchor_codecs for s in anchors.SWEEPS[c]]
     result = Evaluation()
     kept = {t.name for t in images[:keep_images]}
     bar = tqdm(total=len(tasks) * len(images), disable=not progress, unit="img", desc="attncomp-eval")
-    for kind, codec, setting in tasks:
-        label = model_label(codec) if kind == "model" else codec
+    for kind, codec, setting, steps in tasks:
+        label = model_label(codec, steps) if kind == "model" else codec
         if kind == "model":
             result.models.setdefault(label, {})[setting] = codec
         store = result.decoded.setdefault((label, str(setting)), {})
@@ -121,7 +132,7 @@ def run(images: list[TestImage], models=(), anchor_codecs=(), keep_images: int =
             bar.set_postfix_str(f"{label} {setting} {test.name}")
             keep = store if test.name in kept else None
             if kind == "model":
-                record = measure_model(codec, test, keep)
+                record = measure_model(codec, test, keep, steps)
             else:
                 record = measure_anchor(codec, setting, test, keep)
             result.records.append(record)

@@ -132,9 +132,38 @@ class AttentionHyperprior(ScaleHyperprior):
             "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
         }
 
-    def compress(self, x: torch.Tensor) -> dict:
+    def analysis(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latents the encoder codes: y and the hyper-latent z."""
         y = self.g_a(x).float()
-        z = self.h_a(torch.abs(y)).float()
+        return y, self.h_a(torch.abs(y)).float()
+
+    def relaxed_rate_distortion(self, latents, quantize) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction and total bits of ``latents`` under a differentiable ``quantize(v, offset)``.
+
+        For encoder-side latent optimisation (:mod:`attncomp.codec.refine`):
+        ``quantize`` stands in for the coder's rounding (y to integers, z to
+        integers around the bottleneck's medians). Likelihoods stay float32.
+        """
+        y, z = latents
+        z_hat = quantize(z, self.entropy_bottleneck._get_medians())
+        y_hat = quantize(y, 0.0)
+        bits = in_float32(self._bits)(y_hat, z_hat, self.h_s(z_hat))
+        return self.synthesis(y_hat), bits
+
+    def _bits(self, y_hat: torch.Tensor, z_hat: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        bottleneck, conditional = self.entropy_bottleneck, self.gaussian_conditional
+        z_likelihoods, _, _ = bottleneck._likelihood(z_hat.transpose(0, 1).reshape(z_hat.size(1), 1, -1))
+        y_likelihoods = conditional._likelihood(y_hat, scales)
+        return -(
+            torch.log2(bottleneck.likelihood_lower_bound(z_likelihoods)).sum()
+            + torch.log2(conditional.likelihood_lower_bound(y_likelihoods)).sum()
+        )
+
+    def compress(self, x: torch.Tensor) -> dict:
+        return self.compress_latents(self.analysis(x))
+
+    def compress_latents(self, latents) -> dict:
+        y, z = latents
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         indexes = self.coding_indexes(z_hat)
