@@ -49,7 +49,7 @@ def sga_round(value: torch.Tensor, offset, tau: float, generator: torch.Generato
     frac = shifted - floor
     logit_up = -torch.atanh((1 - frac).clamp(_EPS, 1 - _EPS)) / tau
     logit_down = -torch.atanh(frac.clamp(_EPS, 1 - _EPS)) / tau
-    u = torch.rand(value.shape, generator=generator, dtype=value.dtype).clamp(_EPS, 1 - _EPS)
+    u = torch.rand(value.shape, generator=generator, dtype=value.dtype, device=value.device).clamp(_EPS, 1 - _EPS)
     up = torch.sigmoid(logit_up - logit_down + torch.log(u) - torch.log1p(-u))
     return floor + up + offset
 
@@ -75,7 +75,9 @@ def _frozen(model):
             p.requires_grad_(flag)
 
 
-def refine_latents(model, x_padded: torch.Tensor, size: tuple[int, int], steps: int, lmbda: float | None = None, seed: int = 0):
+def refine_latents(
+    model, x_padded: torch.Tensor, size: tuple[int, int], steps: int, lmbda: float | None = None, seed: int = 0
+):
     """Latents for ``x_padded`` that code the image region ``size`` (h, w) at a lower RD loss."""
     if not supports_refinement(model):
         raise WeightsError(f"{type(model).__name__} does not support encoder-side refinement")
@@ -89,7 +91,7 @@ def refine_latents(model, x_padded: torch.Tensor, size: tuple[int, int], steps: 
             start = [t.detach().clone() for t in model.analysis(x_padded)]
         latents = [t.clone().requires_grad_(True) for t in start]
         optimizer = torch.optim.Adam(latents, lr=LEARNING_RATE)
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator(x.device).manual_seed(seed)
         for step in range(steps):
             tau = TAU_START * (TAU_END / TAU_START) ** (step / max(steps - 1, 1))
             with torch.autocast(x.device.type, dtype=torch.bfloat16):  # ~3x faster on CPU; bits stay float32
@@ -99,5 +101,5 @@ def refine_latents(model, x_padded: torch.Tensor, size: tuple[int, int], steps: 
             optimizer.step()
         refined = [t.detach() for t in latents]
         with torch.no_grad():
-            candidates = [(rd_loss(model, c, x, lmbda, hard_round).item(), i, c) for i, c in enumerate((start, refined))]
-    return min(candidates)[2]
+            scores = [rd_loss(model, latents, x, lmbda, hard_round).item() for latents in (start, refined)]
+    return refined if scores[1] < scores[0] else start
