@@ -9,13 +9,13 @@ TRAIN=".venv/bin/attncomp-train --config configs/lite.yaml --data $DATA --val-da
 BASE_INIT=${BASE_INIT-attncomp/models/weights/attn-hyperprior-q3.pt}  # empty: train q3 from scratch
 
 # quality 3 (λ=0.0067): the base model
-$TRAIN --lmbda 0.0067 ${BASE_INIT:+--model.init_weights "$BASE_INIT"} --max-steps "${BASE_STEPS:-14000}" \
+$TRAIN --lmbda 0.0067 ${BASE_INIT:+--model.init_weights "$BASE_INIT"} --max-steps "${BASE_STEPS:-20000}" \
        --out runs/q3 --resume last
 
 # qualities 1, 7, 5: fine-tuned from quality 3 (quality, λ, steps), the learning rate decaying over the second
 # half; the rates far from q3's need the most steps. Raise the steps to resume a run for longer (the
 # learning rate then climbs back and decays again over the new second half).
-for q in "1 0.0018 9500" "7 0.0932 18000" "5 0.025 18000"; do
+for q in "1 0.0018 9500" "7 0.0932 30000" "5 0.025 28000"; do
   set -- $q
   $TRAIN --lmbda "$2" --model.init_weights runs/q3/weights.pt --model.decay_start 0.5 \
          --max-steps "$3" --trainer.val_check_interval 3000 --out "runs/q$1" --resume last

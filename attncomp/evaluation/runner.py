@@ -86,7 +86,7 @@ def measure_model(model, test: TestImage, keep: dict | None = None, refine_steps
     return Record(
         model_label(model, refine_steps), model_setting(model), test.name, len(data), 8 * len(data) / test.pixels,
         psnr(reference, decoded), ms_ssim(reference, decoded), encoded, decoded_s,
-        estimated_bpp(model, x, test.pixels),
+        estimated_bpp(model, x, test.pixels) if not refine_steps else math.nan,  # it would be g_a's latents', not the coded ones
     )
 
 
