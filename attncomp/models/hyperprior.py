@@ -143,6 +143,8 @@ class AttentionHyperprior(ScaleHyperprior):
         For encoder-side latent optimisation (:mod:`attncomp.codec.refine`):
         ``quantize`` stands in for the coder's rounding (y to integers, z to
         integers around the bottleneck's medians). Likelihoods stay float32.
+        The likelihoods come from CompressAI's own ``_likelihood`` methods, which
+        its ``forward`` uses too, so the rate is the one the coder's tables encode.
         """
         y, z = latents
         z_hat = quantize(z, self.entropy_bottleneck._get_medians())
