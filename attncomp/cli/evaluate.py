@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from ..codec import supports_refinement
         from ..evaluation import anchors, reference, report, runner
 
         missing = [c for c in args.anchors if not anchors.available(c)]
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         images = runner.load_images(args.images, args.limit)
         models = select_models(args)
         refine = sorted(set(args.refine))
-        if 0 not in refine and not any(runner.supports_refinement(m) for m in models):
+        if 0 not in refine and not any(supports_refinement(m) for m in models):
             raise AttncompError("none of these models supports --refine")
         evaluation = runner.run(
             images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress, refine=refine

@@ -82,11 +82,12 @@ def measure_model(model, test: TestImage, keep: dict | None = None, refine_steps
     decoded_s = time.perf_counter() - start
     if keep is not None:
         keep[test.name] = decoded
-    x = imageio.to_tensor(test.image, channels)
+    # the estimate describes g_a's latents, which a refined stream does not code
+    estimate = math.nan if refine_steps else estimated_bpp(model, imageio.to_tensor(test.image, channels), test.pixels)
     return Record(
         model_label(model, refine_steps), model_setting(model), test.name, len(data), 8 * len(data) / test.pixels,
         psnr(reference, decoded), ms_ssim(reference, decoded), encoded, decoded_s,
-        estimated_bpp(model, x, test.pixels) if not refine_steps else math.nan,  # it would be g_a's latents', not the coded ones
+        estimate,
     )
 
 
