@@ -104,3 +104,12 @@ def test_plain_and_refined_encoders_are_two_curves(tmp_path, tiny_weights):
     refined = json.loads((out / "attn-hyperprior+refine2.json").read_text())["results"]
     assert plain["bpp"][0] > 0 and refined["bpp"][0] > 0
     assert "attn-hyperprior+refine2" in (out / "bd_rate.md").read_text()
+
+
+def test_refinement_alone_needs_a_model_that_refines():
+    from attncomp.errors import AttncompError
+    from attncomp.evaluation import runner
+    from attncomp.models import zoo
+
+    with pytest.raises(AttncompError, match="supports --refine"):
+        runner.run([], [zoo.create("spatial-ae")], refine=(50,), progress=False)

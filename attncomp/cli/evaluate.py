@@ -106,7 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from ..codec import supports_refinement
         from ..evaluation import anchors, reference, report, runner
 
         missing = [c for c in args.anchors if not anchors.available(c)]
@@ -114,11 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             raise AttncompError(f"this Pillow cannot encode {', '.join(missing)}")
         images = runner.load_images(args.images, args.limit)
         models = select_models(args)
-        refine = sorted(set(args.refine))
-        if 0 not in refine and not any(supports_refinement(m) for m in models):
-            raise AttncompError("none of these models supports --refine")
         evaluation = runner.run(
-            images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress, refine=refine
+            images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress,
+            refine=sorted(set(args.refine)),
         )
         table = write_outputs(Path(args.out), evaluation, images, args.anchors, args.reference or reference.DEFAULT_DIR, args.crops)
     except (AttncompError, ValueError, OSError) as exc:

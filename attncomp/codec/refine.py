@@ -96,8 +96,8 @@ def refine_latents(
             tau = TAU_START * (TAU_END / TAU_START) ** (step / max(steps - 1, 1))
             with torch.autocast(x.device.type, dtype=torch.bfloat16):  # ~3x faster on CPU; bits stay float32
                 loss = rd_loss(model, latents, x, lmbda, lambda v, o: sga_round(v, o, tau, generator))
-            for latent, grad in zip(latents, torch.autograd.grad(loss, latents)):
-                latent.grad = grad
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # the weights are frozen: only the latents get gradients
             optimizer.step()
         refined = [t.detach() for t in latents]
         with torch.no_grad():

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .. import image as imageio
 from ..codec import decode, encode, supports_refinement
+from ..errors import AttncompError
 from ..models import image_channels
 from . import anchors
 from .metrics import finite_mean, ms_ssim, psnr
@@ -114,6 +115,8 @@ def run(images: list[TestImage], models=(), anchor_codecs=(), keep_images: int =
     ``refine``: encoder refinement steps to measure each model with (0 = plain
     encoder); models that cannot refine are measured with the plain encoder only.
     """
+    if 0 not in refine and not any(supports_refinement(m) for m in models):
+        raise AttncompError("none of these models supports --refine")
     tasks = [
         ("model", m, model_setting(m), steps)
         for steps in refine
