@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         images = runner.load_images(args.images, args.limit)
         models = select_models(args)
         evaluation = runner.run(
-            images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress,
-            refine=sorted(set(args.refine)),
+            images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress, refine=args.refine
         )
         table = write_outputs(Path(args.out), evaluation, images, args.anchors, args.reference or reference.DEFAULT_DIR, args.crops)
     except (AttncompError, ValueError, OSError) as exc:

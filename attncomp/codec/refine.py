@@ -96,7 +96,7 @@ def refine_latents(
             tau = TAU_START * (TAU_END / TAU_START) ** (step / max(steps - 1, 1))
             with torch.autocast(x.device.type, dtype=torch.bfloat16):  # ~3x faster on CPU; bits stay float32
                 loss = rd_loss(model, latents, x, lmbda, lambda v, o: sga_round(v, o, tau, generator))
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()  # the weights are frozen: only the latents get gradients
             optimizer.step()
         refined = [t.detach() for t in latents]

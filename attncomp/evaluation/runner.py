@@ -115,6 +115,7 @@ def run(images: list[TestImage], models=(), anchor_codecs=(), keep_images: int =
     ``refine``: encoder refinement steps to measure each model with (0 = plain
     encoder); models that cannot refine are measured with the plain encoder only.
     """
+    refine = sorted(set(refine))
     if 0 not in refine and not any(supports_refinement(m) for m in models):
         raise AttncompError("none of these models supports --refine")
     tasks = [
