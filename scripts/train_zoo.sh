@@ -23,20 +23,23 @@ done
 
 # Last, every rate is polished at a lower learning rate (1e-4, decaying to 1e-5 over the second half): the
 # 3e-4 runs above had levelled off, and each round still lowered λ·255²·MSE + bpp on Kodak, by 0.5-7.2%
-# per round (scripts/rd_objective.py). Each round (output, λ, init, steps) starts from the weights its init run exported.
-for r in "q1-ft 0.0018 runs/q1 6000" "q1-ft2 0.0018 runs/q1-ft 6000" \
-         "q3-ft 0.0067 runs/q3 6000" "q3-ft2 0.0067 runs/q3-ft 6000" \
-         "q5-ft 0.025 runs/q5 6000" "q5-ft2 0.025 runs/q5-ft 6000" "q5-ft3 0.025 runs/q5-ft2 6000" \
-         "q5-ft4 0.025 runs/q5-ft3 6000" "q5-ft5 0.025 runs/q5-ft4 6000" \
-         "q7-ft 0.0932 runs/q7 12000" "q7-ft2 0.0932 runs/q7-ft 6000" "q7-ft3 0.0932 runs/q7-ft2 6000" \
-         "q7-ft4 0.0932 runs/q7-ft3 6000" "q7-ft5 0.0932 runs/q7-ft4 6000"; do
+# per round (scripts/rd_objective.py). Round k of qN writes runs/qN-ft<k> (the first runs/qN-ft) and starts
+# from the weights the previous round exported; the first round runs FIRST steps, the others 6,000.
+POLISHED=()
+for r in "1 0.0018 6000 2" "3 0.0067 6000 2" "5 0.025 6000 5" "7 0.0932 12000 5"; do  # quality λ FIRST rounds
   set -- $r
-  $TRAIN --lmbda "$2" --model.init_weights "$3/weights.pt" --model.lr 1e-4 --model.decay_start 0.5 \
-         --model.lr_final_ratio 0.1 --max-steps "$4" --trainer.val_check_interval "$4" --out "runs/$1" --resume last
+  init="runs/q$1" steps=$3
+  for k in $(seq "$4"); do
+    out="runs/q$1-ft"; [ "$k" -eq 1 ] || out+=$k
+    $TRAIN --lmbda "$2" --model.init_weights "$init/weights.pt" --model.lr 1e-4 --model.decay_start 0.5 \
+           --model.lr_final_ratio 0.1 --max-steps "$steps" --trainer.val_check_interval "$steps" --out "$out" --resume last
+    init=$out steps=6000
+  done
+  POLISHED+=("$init")
 done
 
 # Wibowo's spatial-attention autoencoder (RGB), quality 3, seed 2
 $TRAIN --lmbda 0.0067 --model.model spatial-ae --model.lr 1e-3 --max-steps "${AE_STEPS:-3000}" --seed_everything 2 \
        --trainer.val_check_interval "${AE_STEPS:-3000}" --out runs/spatial-ae-seed2 --resume last
 
-for run in q1-ft2 q3-ft2 q5-ft5 q7-ft5 spatial-ae-seed2; do .venv/bin/python scripts/bundle_weights.py "runs/$run/weights.pt"; done
+for run in "${POLISHED[@]}" runs/spatial-ae-seed2; do .venv/bin/python scripts/bundle_weights.py "$run/weights.pt"; done
