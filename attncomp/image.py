@@ -7,8 +7,8 @@ codec codes colour only). What remains is ``"L"`` or ``"RGB"``.
 
 from __future__ import annotations
 
+import contextlib
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +60,27 @@ def _read(source) -> Image.Image:
     try:
         if isinstance(source, (bytes, bytearray)):
             source = io.BytesIO(source)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _own_size_limit():
             image = Image.open(source)
-            check_size(*image.size)
-            image.load()
+        check_size(*image.size)
+        image.load()
+        return ImageOps.exif_transpose(image)
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name} is too large (decompression-bomb guard)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except ImageError:
+        raise
+    except Exception as exc:  # a broken file can fail anywhere in Pillow's decoders and EXIF parser
         raise ImageError(f"cannot decode {name}: {exc}") from None
-    return ImageOps.exif_transpose(image)
+
+
+@contextlib.contextmanager
+def _own_size_limit():
+    """Pillow's decompression-bomb guard (89 MP) off while a header is read: ``MAX_PIXELS`` is the limit."""
+    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
 def normalise_mode(image: Image.Image) -> Image.Image:

@@ -46,7 +46,7 @@ def test_help_reads_well():
 def test_round_trip_any_size(tmp_path, png, tiny_weights, size):
     src = png(*size)
     result = encode(src, tmp_path / "a.atc", tiny_weights)
-    assert "bpp" in result.stderr.decode()
+    assert "bpp" in result.stderr.decode() and "custom weights" in result.stderr.decode()  # no quality: not "q0"
     assert run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", tiny_weights).returncode == 0
     out = Image.open(tmp_path / "b.png")
     assert out.size == (size[1], size[0]) and out.mode == "RGB"

@@ -67,12 +67,16 @@ def test_sga_rounding_hardens_into_the_coders_rounding():
     assert torch.equal(hard, torch.round(values - 0.25) + 0.25)
 
 
-def test_models_that_cannot_refine_or_lack_a_lambda_say_so(tmp_path):
+def test_models_that_cannot_refine_lack_a_lambda_or_were_trained_for_ms_ssim_say_so(tmp_path):
     image = Image.open(SAMPLE).convert("RGB").crop((0, 0, 32, 32))
     with pytest.raises(WeightsError, match="does not support"):
         encode(image, load("spatial-ae", 3), refine_steps=2)
     with pytest.raises(WeightsError, match="λ"):
         encode(image, tiny_model(tmp_path, None), refine_steps=2)
+    ms_ssim_model = tiny_model(tmp_path, 8.73)  # an MS-SSIM λ: refining for MSE would be the wrong objective
+    ms_ssim_model.training_info = {"distortion": "ms-ssim"}
+    with pytest.raises(WeightsError, match="MS-SSIM"):
+        encode(image, ms_ssim_model, refine_steps=2)
 
 
 def test_cli_refine_option(tmp_path):

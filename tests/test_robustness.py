@@ -122,6 +122,15 @@ def test_pixel_limit_is_configurable(model):
         imageio.set_max_pixels(old)
 
 
+def test_pixel_limit_is_attncomps_not_pillows(model, monkeypatch):
+    """Pillow refuses files over 2 × its own limit (179 MP by default): attncomp's limit (200 MP) governs."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    buffer = io.BytesIO()
+    Image.fromarray(smooth_image(40, 40)).save(buffer, format="PNG")
+    assert roundtrip(model, buffer.getvalue()).size == (40, 40)
+    assert Image.MAX_IMAGE_PIXELS == 100  # Pillow's setting is left as the user had it
+
+
 # --- deterministic decoding ---------------------------------------------------------------
 
 

@@ -136,7 +136,7 @@ def test_a_resumed_fine_tune_keeps_the_record_of_the_weights_it_started_from(tmp
     assert record["initialised_from"]["steps"] == 3 and "initialised_from" not in record["initialised_from"]
 
 
-def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_a_second_run_over_the_first(tmp_path, image_folder):
+def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_runs_it_cannot_continue(tmp_path, image_folder):
     gray = subprocess.run([*TRAIN, "--model.model", "spatial-ae-gray", "--data", image_folder, "--out", tmp_path / "g"],
                           capture_output=True, timeout=600)
     err = gray.stderr.decode().strip()
@@ -149,6 +149,9 @@ def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_a_second_run_over_the_fi
     before = (out / "weights.pt").read_bytes()
     again = cli(out, image_folder, "--max-steps", "1")
     assert again.returncode == 1 and "--resume last" in again.stderr.decode()
+    (out / "checkpoints" / "last.ckpt").unlink()  # checkpoints deleted to save space, weights kept
+    orphan = cli(out, image_folder, "--max-steps", "2", "--resume", "last")
+    assert orphan.returncode == 1 and "no checkpoints/last.ckpt" in orphan.stderr.decode()
     assert (out / "weights.pt").read_bytes() == before
 
 

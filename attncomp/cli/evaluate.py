@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -49,6 +50,19 @@ def select_models(args) -> list:
     return models
 
 
+def json_text(value) -> str:
+    """Strict JSON (browsers and jq reject NaN): a missing number, e.g. a refined point's estimate, is null."""
+
+    def strict(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: strict(x) for k, x in v.items()}
+        return [strict(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return json.dumps(strict(value), indent=2, allow_nan=False)
+
+
 def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, crops: int = 3) -> list[dict]:
     from ..evaluation import anchors, reference, report, runner
 
@@ -62,7 +76,7 @@ def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, c
     curves = runner.curves(evaluation.records)
     for codec, points in curves.items():
         description = anchors.LABELS.get(codec, f"attncomp {codec}, real bitstreams")
-        (out / f"{codec}.json").write_text(json.dumps(runner.to_compressai_json(codec, points, description), indent=2))
+        (out / f"{codec}.json").write_text(json_text(runner.to_compressai_json(codec, points, description)))
 
     ours = {name: curves[name] for name in evaluation.models}
     others = {name: curves[name] for name in anchor_codecs if name in curves}
@@ -76,7 +90,7 @@ def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, c
         "rd_ms_ssim": report.plot_rd(everything, "ms_ssim", out / "rd_ms_ssim.png", highlight=ours),
     }
     summary = [dict(p, codec=c) for c, points in curves.items() for p in points]
-    (out / "summary.json").write_text(json.dumps({"curves": curves, "bd_rate": table}, indent=2))
+    (out / "summary.json").write_text(json_text({"curves": curves, "bd_rate": table}))
     sections = report.model_sections(evaluation, images, anchor_codecs, crops)
     report.write_html(out / "report.html", f"attncomp evaluation: {len(images)} images", plots, table, sections, summary)
     return table
@@ -94,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--anchors", nargs="*", default=[], choices=sorted(SWEEPS), metavar="CODEC",
                         help=f"classical codecs through Pillow: {' '.join(sorted(SWEEPS))}")
     parser.add_argument("--out", default="results/eval", help="output folder (default results/eval)")
-    parser.add_argument("--limit", type=int, help="use only the first N images")
+    parser.add_argument("--limit", type=non_negative, help="use only the first N images")
     parser.add_argument("--crops", type=non_negative, default=3, help="images shown side by side in the report (default 3)")
     parser.add_argument("--refine", nargs="+", type=non_negative, default=[0], metavar="STEPS",
                         help="encoder refinement steps, one curve each (default 0: the plain encoder; e.g. --refine 0 50)")

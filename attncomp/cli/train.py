@@ -95,13 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         out, resume = Path(cli.config["out"]), cli.config["resume"]
         if resume == "last":
             last = out / "checkpoints" / "last.ckpt"
-            resume = str(last) if last.is_file() else None
+            if not last.is_file() and (out / "weights.pt").exists():
+                raise AttncompError(
+                    f"{out} holds weights.pt but no checkpoints/last.ckpt to resume: "
+                    f"fine-tune from it with --model.init_weights {out / 'weights.pt'} and another --out"
+                )
+            resume = str(last) if last.is_file() else None  # "last" in an empty --out starts the run
         if resume:
             check_resumable(resume, cli.model)
         elif (out / "weights.pt").exists() or (out / "checkpoints" / "last.ckpt").exists():
             raise AttncompError(f"{out} already holds a run: pass --resume last to continue it, or another --out")
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
-    except AttncompError as exc:
+    except (AttncompError, OSError, ValueError) as exc:  # OSError: e.g. an --out that cannot be written
         print(f"attncomp-train: error: {exc}", file=sys.stderr)
         return 1
     return 0

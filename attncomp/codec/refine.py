@@ -84,6 +84,8 @@ def refine_latents(
     lmbda = lmbda if lmbda is not None else getattr(model, "lmbda", None)
     if lmbda is None:
         raise WeightsError("refinement needs the model's λ: these weights do not record one")
+    if getattr(model, "training_info", {}).get("distortion", "mse") != "mse":
+        raise WeightsError("refinement lowers λ·255²·MSE + bpp, and these weights were trained for MS-SSIM")
     with torch.inference_mode(False), torch.enable_grad(), _frozen(model):
         x_padded = x_padded.clone()
         x = x_padded[..., : size[0], : size[1]]
