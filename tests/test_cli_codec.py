@@ -158,6 +158,12 @@ def test_unknown_model_quality_and_weights(tmp_path, png):
     assert_clean_error(run("encode", src, tmp_path / "a.atc", "--weights", junk), "weights")
 
 
+def test_weights_and_a_zoo_choice_together_are_refused(tmp_path, png, tiny_weights):
+    both = run("encode", png(), tmp_path / "a.atc", "--weights", tiny_weights, "--quality", "5")
+    assert_clean_error(both, "--weights", "--quality")  # the file's own λ would silently win
+    assert not (tmp_path / "a.atc").exists()
+
+
 def test_unknown_output_format_is_refused_before_decoding(tmp_path, png, tiny_weights):
     encode(png(), tmp_path / "a.atc", tiny_weights)
     assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.xyz", "--weights", tiny_weights), "format")

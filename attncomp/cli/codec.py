@@ -68,8 +68,10 @@ def image_format(path: str, requested: str | None) -> str:
 
 def load_model(args):
     if args.weights:
+        if args.model is not None or args.quality is not None:  # the file names its model and λ
+            raise ValueError("--weights names its own model and quality: drop --model/--quality")
         return zoo.load_weights(args.weights)
-    return zoo.load(args.model, args.quality)
+    return zoo.load(args.model or DEFAULT_MODEL, zoo.DEFAULT_QUALITY if args.quality is None else args.quality)
 
 
 def cmd_encode(args) -> None:
@@ -132,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc = commands.add_parser("encode", help="compress an image into a stream")
     enc.add_argument("input", help="image file (png, jpg, webp, …) or - for stdin")
     enc.add_argument("output", help="stream file, or - for stdout")
-    enc.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(ZOO), metavar="NAME",
+    enc.add_argument("--model", choices=sorted(ZOO), metavar="NAME",
                      help=f"zoo model (default {DEFAULT_MODEL}; one of: {', '.join(sorted(ZOO))})")
-    enc.add_argument("--quality", type=int, default=3, metavar="Q",
+    enc.add_argument("--quality", type=int, metavar="Q",
                      help="1 (smallest) … 8 (best); CompressAI's λ for that quality (default 3)")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
     enc.add_argument("--tile", type=int, default=1024, metavar="PX", help="tile side for large images (default 1024)")

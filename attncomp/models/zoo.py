@@ -67,6 +67,7 @@ ZOO: dict[str, ZooEntry] = {
     ),
 }
 DEFAULT_MODEL = "attn-hyperprior"
+DEFAULT_QUALITY = 3
 _WEIGHTS_DIR = resources.files(__package__) / "weights"
 _EXACT_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
@@ -95,7 +96,7 @@ def available_qualities(name: str) -> list[int]:
     return [q for q in sorted(entry(name).lambdas) if bundled_weights(name, q).is_file()]
 
 
-def load(name: str = DEFAULT_MODEL, quality: int = 3) -> CompressionModel:
+def load(name: str = DEFAULT_MODEL, quality: int = DEFAULT_QUALITY) -> CompressionModel:
     """The bundled trained model ``name`` at ``quality``, ready to code (eval mode)."""
     spec = entry(name)
     if quality not in spec.lambdas:
