@@ -10,6 +10,7 @@ import argparse
 import csv
 from collections import defaultdict
 
+from attncomp.evaluation.metrics import rd_objective
 from attncomp.models import zoo
 
 
@@ -37,8 +38,7 @@ def main():
                 if lmbda is not None:
                     points[row["codec"], row["setting"], lmbda].append((float(row["bpp"]), float(row["psnr"])))
         for (codec, setting, lmbda), rows in points.items():
-            # PSNR is over RGB on a 255 scale, so 10^(-PSNR/10) is the MSE of [0, 1] pixels
-            objective = sum(lmbda * 255**2 * 10 ** (-p / 10) + b for b, p in rows) / len(rows)
+            objective = sum(rd_objective(lmbda, b, p) for b, p in rows) / len(rows)
             bpp = sum(b for b, _ in rows) / len(rows)
             mean_psnr = sum(p for _, p in rows) / len(rows)
             print(f"| {path} | {codec} | {setting} | {len(rows)} | {bpp:.3f} | {mean_psnr:.2f} | {objective:.3f} |")

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
-from ..models import DEFAULT_MODEL, ZOO, zoo
+from ..models import DEFAULT_MODEL, DEFAULT_QUALITY, ZOO, zoo
 from . import non_negative
 
 PROG = "attncomp-codec"
@@ -71,7 +71,7 @@ def load_model(args):
         if args.model is not None or args.quality is not None:  # the file names its model and λ
             raise ValueError("--weights names its own model and quality: drop --model/--quality")
         return zoo.load_weights(args.weights)
-    return zoo.load(args.model or DEFAULT_MODEL, zoo.DEFAULT_QUALITY if args.quality is None else args.quality)
+    return zoo.load(args.model or DEFAULT_MODEL, DEFAULT_QUALITY if args.quality is None else args.quality)
 
 
 def cmd_encode(args) -> None:
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--model", choices=sorted(ZOO), metavar="NAME",
                      help=f"zoo model (default {DEFAULT_MODEL}; one of: {', '.join(sorted(ZOO))})")
     enc.add_argument("--quality", type=int, metavar="Q",
-                     help="1 (smallest) … 8 (best); CompressAI's λ for that quality (default 3)")
+                     help=f"1 (smallest) … 8 (best); CompressAI's λ for that quality (default {DEFAULT_QUALITY})")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
     enc.add_argument("--tile", type=int, default=1024, metavar="PX", help="tile side for large images (default 1024)")
     enc.add_argument("--refine", type=non_negative, default=0, metavar="STEPS",

@@ -95,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         out, resume = Path(cli.config["out"]), cli.config["resume"]
         if resume == "last":
             last = out / "checkpoints" / "last.ckpt"
-            if not last.is_file() and (out / "weights.pt").exists():
+            resume = str(last) if last.is_file() else None  # "last" in an empty --out starts the run
+            if resume is None and (out / "weights.pt").exists():
                 raise AttncompError(
                     f"{out} holds weights.pt but no checkpoints/last.ckpt to resume: "
                     f"fine-tune from it with --model.init_weights {out / 'weights.pt'} and another --out"
                 )
-            resume = str(last) if last.is_file() else None  # "last" in an empty --out starts the run
         if resume:
             check_resumable(resume, cli.model)
         elif (out / "weights.pt").exists() or (out / "checkpoints" / "last.ckpt").exists():

@@ -19,6 +19,11 @@ def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
+def rd_objective(lmbda: float, bpp: float, psnr_db: float) -> float:
+    """λ·255²·MSE + bpp, the loss the models train on, from a point's bpp and its PSNR over 8-bit RGB."""
+    return lmbda * 255**2 * 10 ** (-psnr_db / 10) + bpp  # 10^(-PSNR/10) is the MSE of [0, 1] pixels
+
+
 def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
     """MS-SSIM (RGB, data range 255); NaN for images too small for five scales."""
     if reference.shape != decoded.shape:

@@ -18,6 +18,7 @@ from .layers import ChannelAttention, PostFilter
 from .spatial_ae import SpatialAttentionAE
 from .zoo import (
     DEFAULT_MODEL,
+    DEFAULT_QUALITY,
     ZOO,
     available_qualities,
     create,
@@ -34,6 +35,7 @@ __all__ = [
     "PostFilter",
     "SpatialAttentionAE",
     "DEFAULT_MODEL",
+    "DEFAULT_QUALITY",
     "ZOO",
     "available_qualities",
     "create",
