@@ -15,4 +15,4 @@ from common import KODAK
 
 if __name__ == "__main__":
     # a later --out in the arguments overrides this default
-    sys.exit(main([str(KODAK), "--anchors", "jpeg", "webp", "avif", "jpeg2000", "--out", "results/kodak", *sys.argv[1:]]))
+    sys.exit(main([str(KODAK), "--anchors", "jpeg", "webp", "avif", "jpeg2000", "--out", "results/kodak", "--force", *sys.argv[1:]]))

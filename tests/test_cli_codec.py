@@ -167,3 +167,14 @@ def test_weights_and_a_zoo_choice_together_are_refused(tmp_path, png, tiny_weigh
 def test_unknown_output_format_is_refused_before_decoding(tmp_path, png, tiny_weights):
     encode(png(), tmp_path / "a.atc", tiny_weights)
     assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.xyz", "--weights", tiny_weights), "format")
+    assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.img", "--weights", tiny_weights, "--format", "xyz"), "xyz")
+    assert not (tmp_path / "b.xyz").exists() and not (tmp_path / "b.img").exists()
+
+
+def test_format_accepts_names_and_extensions(tmp_path, png, tiny_weights):
+    encode(png(), tmp_path / "a.atc", tiny_weights)
+    for requested, expected in (("jpg", "JPEG"), ("JPEG", "JPEG"), ("tif", "TIFF"), ("webp", "WEBP")):
+        out = tmp_path / f"out-{requested}"
+        result = run("decode", tmp_path / "a.atc", out, "--weights", tiny_weights, "--format", requested)
+        assert result.returncode == 0, result.stderr.decode()
+        assert Image.open(out).format == expected

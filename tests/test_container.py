@@ -50,10 +50,12 @@ def test_wrong_magic_and_version_have_their_own_messages():
     data = pack(sample())
     with pytest.raises(StreamError, match="not an attncomp stream"):
         unpack(b"PNG!" + data[4:])
-    newer = bytearray(data)
+    newer = bytearray(data[:-4])
     newer[4] = FORMAT_VERSION + 1
-    with pytest.raises(StreamError, match="version"):
-        unpack(bytes(newer))
+    with pytest.raises(StreamError, match="format version 2 is not supported"):
+        unpack(bytes(newer) + struct.pack("<I", zlib.crc32(newer)))
+    with pytest.raises(StreamError, match="corrupted"):  # a flipped version byte is damage, not a newer format
+        unpack(bytes(newer) + data[-4:])
 
 
 def test_absurd_dimensions_are_rejected_before_allocation():

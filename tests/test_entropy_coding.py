@@ -1,14 +1,21 @@
 """Real bitstreams: the decoder recovers exactly what the encoder quantised."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from attncomp.models import create, weights_hash
+from attncomp.codec import FORMAT_VERSION, decode, unpack
+from attncomp.models import create, load_weights, weights_hash
 from attncomp.models.fixed_point import (
     ACT_BITS,
+    ACT_LIMIT,
     GATE_BITS,
     GATE_RANGE,
     GATE_TABLE,
+    WEIGHT_BITS,
     fixed_point_forward,
 )
 
@@ -142,6 +149,10 @@ def test_fixed_point_weights_follow_the_parameters_they_were_derived_from():
     assert torch.equal(changed, scales(fresh, z))
     model.load_state_dict(create("attn-hyperprior", **TINY).state_dict())  # copies into the same tensors
     assert not torch.equal(scales(model, z), changed)
+    weights_hash(model)
+    model.half().float()  # new tensors, rounded: they must not match the cache by a reused address
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(scales(model, z), scales(fresh, z)) and weights_hash(model) == weights_hash(fresh)
 
 
 @torch.no_grad()
@@ -167,3 +178,31 @@ def test_vectorised_scale_indexes_equal_compressais_loop(tiny_model):
     scales = torch.cat([probes, torch.tensor([0.0, 0.05, 0.11, 1e6], dtype=torch.float64)])
     expected = tiny_model.gaussian_conditional.build_indexes(scales)
     assert torch.equal(tiny_model.scale_indexes(scales), expected)
+
+
+FIXTURE = Path(__file__).parent / "data"
+
+
+def test_a_stream_written_by_an_earlier_attncomp_still_decodes():
+    """tests/data holds a stream, its weights and its latents, made once by tests/data/make_fixture.py.
+
+    A change to the container, the fixed-point h_s or the entropy coder that would
+    silently mis-decode the streams users already have fails here.
+    """
+    model = load_weights(FIXTURE / "tiny.pt")
+    stream = unpack((FIXTURE / "tiny.atc").read_bytes())
+    with torch.inference_mode():
+        latents = [model.decompress([[s] for s in strings], shape)["y_hat"] for shape, strings in stream.tiles]
+    expected = np.load(FIXTURE / "tiny_y.npy")
+    assert np.array_equal(np.concatenate([y.numpy().reshape(-1) for y in latents]), expected)
+    assert np.count_nonzero(expected) > len(expected) // 2  # a fixture of zeros would test little
+
+    image = np.asarray(decode(FIXTURE / "tiny.atc", model), dtype=int)  # a path is read like bytes
+    reference = np.asarray(Image.open(FIXTURE / "tiny.png"), dtype=int)
+    assert image.shape == reference.shape and np.abs(image - reference).max() <= 2  # float synthesis
+
+
+def test_the_constants_that_define_decoded_scales_are_frozen_with_the_format():
+    """Changing any of them changes every stream's scale indexes: bump FORMAT_VERSION with them."""
+    assert FORMAT_VERSION == 1
+    assert (ACT_BITS, WEIGHT_BITS, GATE_BITS, ACT_LIMIT, GATE_RANGE) == (8, 12, 12, 2.0**22, 16.0)

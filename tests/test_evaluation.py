@@ -78,9 +78,14 @@ def test_eval_errors_are_one_line(tmp_path, tiny_weights):
     folder = tmp_path / "images"
     folder.mkdir()
     Image.fromarray(smooth_image(64, 64)).save(folder / "a.png")
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    Image.fromarray(smooth_image(64, 64)).save(twins / "a.png")
+    Image.fromarray(smooth_image(64, 64)).save(twins / "a.jpg")
     for args, words in [
         ((tmp_path / "missing", "--anchors", "jpeg"), "not a directory"),
         ((folder, "--weights", tiny_weights, tiny_weights), "one point twice"),  # would be averaged into one
+        ((twins, "--anchors", "jpeg"), "several images named a"),  # their rows would be merged
     ]:
         result = subprocess.run([sys.executable, "-m", "attncomp.cli.evaluate", *args, "--out", tmp_path / "out"],
                                 capture_output=True, timeout=120)
@@ -111,6 +116,16 @@ def test_plain_and_refined_encoders_are_two_curves(tmp_path, tiny_weights):
     curves = strict_json(out / "summary.json")["curves"]
     assert curves["attn-hyperprior+refine2"][0]["estimated_bpp"] is None  # it would describe g_a's latents
     assert "attn-hyperprior+refine2" in (out / "bd_rate.md").read_text()
+
+    again = [sys.executable, "-m", "attncomp.cli.evaluate", folder, "--weights", tiny_weights, "--anchors", "jpeg",
+             "--out", out, "--no-progress", "--crops", "0"]
+    refused = subprocess.run(again, capture_output=True, timeout=600)
+    assert refused.returncode == 1 and "--force" in refused.stderr.decode()  # an earlier evaluation is kept
+    assert (out / "attn-hyperprior+refine2.json").is_file()
+    replaced = subprocess.run([*again, "--force"], capture_output=True, timeout=600)
+    assert replaced.returncode == 0, replaced.stderr.decode()[-2000:]
+    assert not (out / "attn-hyperprior+refine2.json").exists()  # no stale curve beside the new summary
+    assert set(strict_json(out / "summary.json")["curves"]) == {"attn-hyperprior", "jpeg"}
 
 
 def test_refinement_alone_needs_a_model_that_refines():

@@ -247,3 +247,18 @@ def test_corrupt_or_mismatched_checkpoints_give_one_clear_line(tmp_path, folder)
     other[other.index("{N: 16, M: 24, postfilter_channels: 8, reduction: 4}")] = "{N: 8, M: 16, postfilter_channels: 8, reduction: 4}"
     result = subprocess.run(other, capture_output=True, timeout=300)
     assert result.returncode == 1 and "different model" in result.stderr.decode()
+
+
+def test_configuration_mistakes_give_one_clear_line(tmp_path, folder):
+    bad_interval = subprocess.run(train_cmd(folder, tmp_path / "c", "--max-steps", "1", "--checkpoint_every", "-1"),
+                                  capture_output=True, timeout=300)
+    err = bad_interval.stderr.decode()
+    assert bad_interval.returncode == 1 and "every_n_train_steps" in err and "Traceback" not in err, err[-2000:]
+
+    assert subprocess.run(train_cmd(folder, tmp_path / "a", "--max-steps", "1"), capture_output=True, timeout=300).returncode == 0
+    resized = train_cmd(folder, tmp_path / "b", "--max-steps", "1", "--model.init_weights", tmp_path / "a" / "weights.pt")
+    resized[resized.index("{N: 16, M: 24, postfilter_channels: 8, reduction: 4}")] = "{N: 16, M: 32}"
+    result = subprocess.run(resized, capture_output=True, timeout=300)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "fixes the model's M" in err and "Traceback" not in err, err[-2000:]
+    assert not (tmp_path / "b" / "weights.pt").exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..codec import DEFAULT_TILE
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
 from ..models import DEFAULT_MODEL, DEFAULT_QUALITY, ZOO, zoo
@@ -55,15 +56,20 @@ def write_output(path: str, data: bytes) -> None:
 
 
 def image_format(path: str, requested: str | None) -> str:
+    """The Pillow format to write: --format (a name or an extension: PNG, jpg, tif…), else the extension."""
+    Image.init()
+    extensions = Image.registered_extensions()
     if requested:
-        return requested.upper()
+        fmt = extensions.get("." + requested.lower().lstrip("."), requested.upper())
+        if fmt not in Image.SAVE:
+            raise AttncompError(f"cannot write images in format {requested!r}; try PNG, WEBP, JPEG or TIFF")
+        return fmt
     if path == "-":
         return "PNG"
     extension = Path(path).suffix.lower()
-    formats = Image.registered_extensions()
-    if extension not in formats:
+    if extensions.get(extension) not in Image.SAVE:
         raise AttncompError(f"cannot tell the image format of {path}; use .png, .webp, .jpg… or --format")
-    return formats[extension]
+    return extensions[extension]
 
 
 def load_model(args):
@@ -135,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("input", help="image file (png, jpg, webp, …) or - for stdin")
     enc.add_argument("output", help="stream file, or - for stdout")
     enc.add_argument("--model", choices=sorted(ZOO), metavar="NAME",
-                     help=f"zoo model (default {DEFAULT_MODEL}; one of: {', '.join(sorted(ZOO))})")
+                     help=f"zoo model (default {DEFAULT_MODEL}): "
+                     + "; ".join(f"{name}, {ZOO[name].description}" for name in sorted(ZOO)))
     enc.add_argument("--quality", type=int, metavar="Q",
                      help=f"1 (smallest) … 8 (best); CompressAI's λ for that quality (default {DEFAULT_QUALITY})")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
-    enc.add_argument("--tile", type=int, default=1024, metavar="PX", help="tile side for large images (default 1024)")
+    enc.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="PX",
+                     help=f"tile side for large images (default {DEFAULT_TILE})")
     enc.add_argument("--refine", type=non_negative, default=0, metavar="STEPS",
                      help="optimise the latents for this image (e.g. 50): smaller files at the same quality, "
                      "slower encoding, same decoder (default 0)")

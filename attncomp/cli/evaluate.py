@@ -1,7 +1,7 @@
 """attncomp-eval: rate–distortion on real bitstreams, with classical anchors, BD-rates and a report.
 
 examples:
-  attncomp-eval ../shared/data/kodak --anchors jpeg webp avif --out results/kodak
+  attncomp-eval ../shared/data/kodak --anchors jpeg webp avif --out results/mine
   attncomp-eval photos/ --model attn-hyperprior --qualities 1 3 --out results/photos
   attncomp-eval photos/ --weights runs/a/weights.pt runs/b/weights.pt --anchors jpeg
   attncomp-eval ../shared/data/kodak --refine 0 50 --out results/refine   plain and refined encoder
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import AttncompError
 from ..models import DEFAULT_MODEL, ZOO, available_qualities, load, load_weights
-from . import non_negative
+from . import non_negative, positive
 
 PROG = "attncomp-eval"
 BASELINE_MODELS = ("spatial-ae", "spatial-ae-gray")
@@ -63,24 +63,47 @@ def json_text(value) -> str:
     return json.dumps(strict(value), indent=2, allow_nan=False)
 
 
+def check_out(out: Path, force: bool) -> None:
+    """Refuse, before any work, to mix new results into an earlier evaluation's folder unless --force."""
+    if out.exists() and not out.is_dir():
+        raise AttncompError(f"--out {out} is a file, not a folder")
+    if (out / "summary.json").exists() and not force:
+        raise AttncompError(f"{out} already holds an evaluation; use --force to replace it, or another --out")
+
+
+def remove_stale_curves(out: Path, written: set) -> None:
+    """Delete the curve files the previous evaluation in ``out`` wrote and this one does not."""
+    try:
+        previous = json.loads((out / "summary.json").read_text()).get("curves", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    for codec in set(previous) - written:
+        (out / f"{codec}.json").unlink(missing_ok=True)
+
+
 def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, crops: int = 3) -> list[dict]:
     from ..evaluation import anchors, reference, report, runner
 
     out.mkdir(parents=True, exist_ok=True)
+    curves = runner.curves(evaluation.records)
+    remove_stale_curves(out, set(curves))
     rows = runner.record_rows(evaluation.records)
     with open(out / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
-    curves = runner.curves(evaluation.records)
     for codec, points in curves.items():
         description = anchors.LABELS.get(codec, f"attncomp {codec}, real bitstreams")
         (out / f"{codec}.json").write_text(json_text(runner.to_compressai_json(codec, points, description)))
 
     ours = {name: curves[name] for name in evaluation.models}
     others = {name: curves[name] for name in anchor_codecs if name in curves}
-    published = reference.load_published(reference_dir) if reference.is_kodak([t.name for t in images]) else {}
+    published = {}
+    if reference.is_kodak([t.name for t in images]):
+        published = reference.load_published(reference_dir)
+        if not published:
+            print(f"{PROG}: note: no published curves in {reference_dir} (--reference or ATTNCOMP_REFERENCE)", file=sys.stderr)
     table = report.bd_table(ours, {**others, **published})
     (out / "bd_rate.md").write_text(report.bd_markdown(table))
 
@@ -108,11 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--anchors", nargs="*", default=[], choices=sorted(SWEEPS), metavar="CODEC",
                         help=f"classical codecs through Pillow: {' '.join(sorted(SWEEPS))}")
     parser.add_argument("--out", default="results/eval", help="output folder (default results/eval)")
-    parser.add_argument("--limit", type=non_negative, help="use only the first N images")
+    parser.add_argument("--limit", type=positive, help="use only the first N images")
     parser.add_argument("--crops", type=non_negative, default=3, help="images shown side by side in the report (default 3)")
     parser.add_argument("--refine", nargs="+", type=non_negative, default=[0], metavar="STEPS",
                         help="encoder refinement steps, one curve each (default 0: the plain encoder; e.g. --refine 0 50)")
     parser.add_argument("--reference", default=None, help="folder of published CompressAI results JSON (Kodak only)")
+    parser.add_argument("--force", action="store_true", help="replace the results already in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -125,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = [c for c in args.anchors if not anchors.available(c)]
         if missing:
             raise AttncompError(f"this Pillow cannot encode {', '.join(missing)}")
+        check_out(Path(args.out), args.force)
         images = runner.load_images(args.images, args.limit)
         models = select_models(args)
         evaluation = runner.run(

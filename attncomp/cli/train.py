@@ -21,6 +21,7 @@ from pathlib import Path
 from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ..errors import AttncompError
 from ..models import image_channels
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         elif (out / "weights.pt").exists() or (out / "checkpoints" / "last.ckpt").exists():
             raise AttncompError(f"{out} already holds a run: pass --resume last to continue it, or another --out")
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
-    except (AttncompError, OSError, ValueError) as exc:  # OSError: e.g. an --out that cannot be written
+    # OSError: e.g. an --out that cannot be written; MisconfigurationException: e.g. --accelerator gpu without one
+    except (AttncompError, OSError, ValueError, MisconfigurationException) as exc:
         print(f"attncomp-train: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from compressai.entropy_models import EntropyModel
 from PIL import Image
 
 from .. import image as imageio
 from ..errors import StreamError, WeightsError
+from ..files import read_bytes
 from ..models import zoo
 from .container import Stream, pack, unpack
 from .refine import refine_latents, supports_refinement
@@ -81,8 +84,10 @@ def model_for(stream: Stream, model=None):
 
 
 @torch.inference_mode()
-def decode(data: bytes, model=None) -> Image.Image:
-    """Decompress an attncomp stream into a PIL image (``L`` or ``RGB``)."""
+def decode(data, model=None) -> Image.Image:
+    """Decompress an attncomp stream (bytes, or the path of a stream file) into a PIL image (``L`` or ``RGB``)."""
+    if isinstance(data, (str, os.PathLike)):
+        data = read_bytes(data, StreamError)
     stream = unpack(data, max_pixels=imageio.MAX_PIXELS)
     model = model_for(stream, model)
     factor = model.downsampling_factor

@@ -111,11 +111,11 @@ def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
         raise StreamError("not an attncomp stream (bad magic bytes)")
     if len(data) < MIN_SIZE:
         raise StreamError("stream is truncated")
+    body, (crc,) = data[:-4], _LENGTH.unpack(data[-4:])
+    if zlib.crc32(body) != crc:  # first: a flipped version byte is corruption, not a newer stream
+        raise StreamError("stream is corrupted or truncated (CRC mismatch)")
     if data[4] != FORMAT_VERSION:
         raise StreamError(f"stream format version {data[4]} is not supported (this attncomp reads {FORMAT_VERSION})")
-    body, (crc,) = data[:-4], _LENGTH.unpack(data[-4:])
-    if zlib.crc32(body) != crc:
-        raise StreamError("stream is corrupted or truncated (CRC mismatch)")
 
     reader = _Reader(body)
     reader.take(5)

@@ -47,10 +47,15 @@ class TestImage:
 
 
 def load_images(folder, limit: int | None = None) -> list[TestImage]:
+    """The first ``limit`` images below ``folder``, each named by its path there without the suffix."""
     paths = imageio.list_images(folder)[:limit]
     if not paths:
         raise imageio.ImageError(f"no images in {folder}")
-    return [TestImage(p.stem, imageio.open_image(p)) for p in paths]
+    names = [p.relative_to(folder).with_suffix("").as_posix() for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # their rows and report crops would be merged
+        raise imageio.ImageError(f"several images named {', '.join(twice)} in {folder}: keep one of each")
+    return [TestImage(name, imageio.open_image(p)) for name, p in zip(names, paths)]
 
 
 def model_label(model, refine_steps: int = 0) -> str:

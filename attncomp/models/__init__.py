@@ -5,14 +5,6 @@
 >>> fresh = am.create("attn-hyperprior-paper")      # untrained, paper sizes
 """
 
-import warnings
-
-with warnings.catch_warnings():
-    # compressai imports torch_geometric, whose torch.jit.script calls warn of a deprecation
-    # that means nothing to an attncomp user; scoped to that import only
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-    import compressai  # noqa: F401
-
 from .hyperprior import AttentionHyperprior
 from .layers import ChannelAttention, PostFilter
 from .spatial_ae import SpatialAttentionAE

@@ -27,6 +27,8 @@ from torch import nn
 
 from .layers import ChannelAttention, cached_by_version
 
+# These constants define the scales a stream decodes with: changing any of them changes the
+# bitstream format (bump codec.container.FORMAT_VERSION; tests/test_entropy_coding.py pins them).
 ACT_BITS = 8
 WEIGHT_BITS = 12
 GATE_BITS = 12
@@ -43,8 +45,9 @@ def _gate_table() -> torch.Tensor:
 GATE_TABLE = _gate_table()
 
 
-def _check_exact(weight: torch.Tensor, fan_in: int) -> None:
-    bound = weight.abs().max().item() * ACT_LIMIT * fan_in
+def _check_exact(weight: torch.Tensor, bias: torch.Tensor, fan_in: int) -> None:
+    """Every partial sum of a layer on activations within ±ACT_LIMIT stays an exact float64 integer."""
+    bound = weight.abs().max().item() * ACT_LIMIT * fan_in + bias.abs().max().item()
     if bound >= EXACT_LIMIT:
         raise ValueError("weights too large for exact fixed-point hyper-synthesis")
 
@@ -63,7 +66,7 @@ def _integer_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Te
     def compute():
         weight = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS).contiguous()
         bias = torch.round(layer.bias.detach().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
-        _check_exact(weight, layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1])
+        _check_exact(weight, bias, layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1])
         return weight, bias
 
     return cached_by_version(layer, "_fixed_point", (layer.weight, layer.bias), compute)
@@ -92,7 +95,7 @@ def _channel_attention(block: ChannelAttention, q: torch.Tensor) -> torch.Tensor
 
 def fixed_point_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """Run ``layers`` (convs, ReLUs, ChannelAttention) exactly; returns float64 values."""
-    q = torch.round(x.detach().double().contiguous() * 2**ACT_BITS)
+    q = torch.round(x.detach().double().contiguous() * 2**ACT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
     for layer in layers:
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             q = _conv(layer, q)

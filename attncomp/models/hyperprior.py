@@ -144,7 +144,8 @@ class AttentionHyperprior(ScaleHyperprior):
         ``quantize`` stands in for the coder's rounding (y to integers, z to
         integers around the bottleneck's medians). Likelihoods stay float32.
         The likelihoods come from CompressAI's own ``_likelihood`` methods, which
-        its ``forward`` uses too, so the rate is the one the coder's tables encode.
+        its ``forward`` uses too; the scales come from the float h_s (differentiable),
+        so the rate matches the coder's up to the exact h_s's rounding.
         """
         y, z = latents
         z_hat = quantize(z, self.entropy_bottleneck._get_medians())

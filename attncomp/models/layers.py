@@ -23,13 +23,15 @@ def in_float32(fn):
 def cached_by_version(owner, name: str, tensors, compute):
     """``compute()``, cached on ``owner`` until one of ``tensors`` is replaced or modified in place.
 
+    The cache holds aliases of the tensors it was computed from, so their memory cannot be
+    reused by replacements (``model.half().float()``) that would then match the cached address.
     Tensors made under ``torch.inference_mode`` keep no version counter: then it recomputes.
     """
     tensors = list(tensors)
     key = None if any(t.is_inference() for t in tensors) else tuple((t.data_ptr(), t._version, t.device) for t in tensors)
     cached = owner.__dict__.get(name)
     if key is None or cached is None or cached[0] != key:
-        cached = owner.__dict__[name] = (key, compute())
+        cached = owner.__dict__[name] = (key, compute(), [t.detach() for t in tensors] if key else None)
     return cached[1]
 
 

@@ -58,12 +58,6 @@ class SpatialAttentionAE(CompressionModel):
     def downsampling_factor(self) -> int:
         return 2
 
-    @classmethod
-    def from_state_dict(cls, state_dict, **config):
-        net = cls(**{"in_channels": state_dict["encoder.0.weight"].size(1), **config})
-        net.load_state_dict(state_dict)
-        return net
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         code = self.encoder(x)
         return code * (1 - self.attention(code))

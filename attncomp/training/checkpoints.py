@@ -1,4 +1,4 @@
-"""Checkpoints every K steps and at the end of the run, so a stop never loses the tail."""
+"""Checkpoints every K steps and when the run ends: a run killed (or stopped with Ctrl-C) resumes from the last K-step mark."""
 
 from __future__ import annotations
 

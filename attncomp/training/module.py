@@ -88,6 +88,11 @@ class CompressionModule(pl.LightningModule):
             self.model = zoo.load_weights(init_weights)
             if self.model.zoo_name != model:
                 raise WeightsError(f"--model.init_weights holds {self.model.zoo_name}, not {model}")
+            changed = sorted(k for k, v in (model_config or {}).items() if self.model.config.get(k) != v)
+            if changed:  # the file's sizes win; say so rather than train another model than asked for
+                raise WeightsError(
+                    f"--model.init_weights fixes the model's {', '.join(changed)}; drop them from --model.model_config"
+                )
             self.parent = dict(self.model.training_info, lmbda=self.model.lmbda)
             self.model.train()
         else:
