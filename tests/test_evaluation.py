@@ -50,6 +50,20 @@ def test_every_anchor_round_trips_through_pillow(codec):
     assert psnr(np.asarray(image), decoded) > 20
 
 
+def test_estimated_rate_is_measured_on_the_tiles_the_codec_codes():
+    from attncomp import image as imageio
+    from attncomp.codec import encode, unpack
+    from attncomp.evaluation.runner import estimated_bpp
+    from attncomp.models import load
+
+    model, image = load("attn-hyperprior", 1), smooth_image(150, 200)
+    x = imageio.to_tensor(imageio.open_image(image), 3)
+    for tile in (64, 1024):  # small tiles cost more bits (edges, a hyper-latent each): the estimate must follow
+        stream = unpack(encode(image, model, tile_size=tile))
+        coded = 8 * sum(len(s) for _, strings in stream.tiles for s in strings) / x[0, 0].numel()
+        assert estimated_bpp(model, x, x[0, 0].numel(), tile_size=tile) == pytest.approx(coded, rel=0.1)
+
+
 def test_report_from_two_tiny_images(tmp_path, tiny_weights):
     folder = tmp_path / "images"
     folder.mkdir()

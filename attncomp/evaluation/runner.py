@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .. import image as imageio
-from ..codec import decode, encode, supports_refinement
+from ..codec import DEFAULT_TILE, decode, encode, supports_refinement
 from ..errors import AttncompError
 from ..models import image_channels
 from . import anchors
@@ -72,9 +72,14 @@ def model_setting(model) -> str:
 
 
 @torch.inference_mode()
-def estimated_bpp(model, x: torch.Tensor, pixels: int) -> float:
-    likelihoods = model(imageio.pad_to_multiple(x, model.downsampling_factor))["likelihoods"]
-    return sum(-torch.log2(v).sum().item() for v in likelihoods.values()) / pixels
+def estimated_bpp(model, x: torch.Tensor, pixels: int, tile_size: int = DEFAULT_TILE) -> float:
+    """−Σ log2 p over the latents, tile by tile as the codec codes them (so memory stays bounded)."""
+    bits = 0.0
+    for top in range(0, x.shape[-2], tile_size):
+        for left in range(0, x.shape[-1], tile_size):
+            tile = imageio.pad_to_multiple(x[..., top : top + tile_size, left : left + tile_size], model.downsampling_factor)
+            bits += sum(-torch.log2(v).sum().item() for v in model(tile)["likelihoods"].values())
+    return bits / pixels
 
 
 def measure_model(model, test: TestImage, keep: dict | None = None, refine_steps: int = 0) -> Record:
