@@ -26,7 +26,7 @@ done
 # per round (scripts/rd_objective.py). Round k of qN writes runs/qN-ft<k> (the first runs/qN-ft) and starts
 # from the weights the previous round exported; the first round runs FIRST steps, the others 6,000.
 POLISHED=()
-for r in "1 0.0018 6000 2" "3 0.0067 6000 2" "5 0.025 6000 8" "7 0.0932 12000 8"; do  # quality λ FIRST rounds
+for r in "1 0.0018 6000 2" "3 0.0067 6000 7" "5 0.025 6000 9" "7 0.0932 12000 9"; do  # quality λ FIRST rounds
   set -- $r
   init="runs/q$1" steps=$3
   for k in $(seq "$4"); do
