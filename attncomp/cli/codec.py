@@ -4,7 +4,7 @@ examples:
   attncomp-codec encode photo.png photo.atc                 bundled model, quality 3
   attncomp-codec encode photo.png photo.atc --quality 1     smaller file, lower quality
   attncomp-codec encode photo.png out.atc --weights run/weights.pt
-  attncomp-codec encode photo.png photo.atc --refine 50     ~17% fewer bits at equal PSNR, slower
+  attncomp-codec encode photo.png photo.atc --refine 50     ~18% fewer bits at equal PSNR, slower
   attncomp-codec decode photo.atc photo.png                 format from the extension
   attncomp-codec info photo.atc
   cat photo.png | attncomp-codec encode - - > photo.atc     "-" is stdin/stdout
