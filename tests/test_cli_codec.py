@@ -1,7 +1,9 @@
 """attncomp-codec as a user runs it: in a subprocess, with real files."""
 
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -120,9 +122,9 @@ def test_corrupted_and_truncated_streams_leave_no_output(tmp_path, png, tiny_wei
     flipped[len(data) // 2] ^= 0x10
     (tmp_path / "flip.atc").write_bytes(bytes(flipped))
     assert_clean_error(run("decode", tmp_path / "flip.atc", tmp_path / "b.png", "--weights", tiny_weights), "corrupted")
-    newer = bytearray(data)
-    newer[4] = 99
-    (tmp_path / "v99.atc").write_bytes(bytes(newer))
+    newer = bytearray(data[:-4])
+    newer[4] = 99  # a stream from a future attncomp: intact, so its CRC is valid
+    (tmp_path / "v99.atc").write_bytes(bytes(newer) + struct.pack("<I", zlib.crc32(newer)))
     assert_clean_error(run("decode", tmp_path / "v99.atc", tmp_path / "b.png"), "version 99")
     assert not (tmp_path / "b.png").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
