@@ -7,7 +7,7 @@
 """
 
 from .codec import DEFAULT_TILE, decode, encode, model_for
-from .container import FORMAT_VERSION, Stream, pack, unpack
+from .container import FORMAT_VERSION, Stream, pack, tile_boxes, unpack
 from .refine import supports_refinement
 
-__all__ = ["DEFAULT_TILE", "FORMAT_VERSION", "Stream", "decode", "encode", "model_for", "pack", "supports_refinement", "unpack"]
+__all__ = ["DEFAULT_TILE", "FORMAT_VERSION", "Stream", "decode", "encode", "model_for", "pack", "supports_refinement", "tile_boxes", "unpack"]

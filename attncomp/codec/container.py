@@ -57,11 +57,14 @@ class Stream:
 
     def tile_boxes(self):
         """(top, left, height, width) of each tile, row-major."""
-        rows, cols = self.grid
-        for r in range(rows):
-            for c in range(cols):
-                top, left = r * self.tile_size, c * self.tile_size
-                yield top, left, min(self.tile_size, self.height - top), min(self.tile_size, self.width - left)
+        return tile_boxes(self.height, self.width, self.tile_size)
+
+
+def tile_boxes(height: int, width: int, tile_size: int):
+    """(top, left, height, width) of each tile of a ``height``×``width`` image, row-major, as the codec codes it."""
+    for top in range(0, height, tile_size):
+        for left in range(0, width, tile_size):
+            yield top, left, min(tile_size, height - top), min(tile_size, width - left)
 
 
 def pack(stream: Stream) -> bytes:

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .. import image as imageio  # noqa: E402
-from ..codec import DEFAULT_TILE  # noqa: E402
+from ..codec import DEFAULT_TILE, tile_boxes  # noqa: E402
 from ..models import ChannelAttention, image_channels  # noqa: E402
 from .anchors import LABELS  # noqa: E402
 from .bdrate import bd_rate  # noqa: E402
@@ -225,7 +225,8 @@ def model_sections(evaluation, images, anchor_codecs, crops: int = 3) -> list[st
         model = by_setting[settings[len(settings) // 2]]
         test = images[0]
         # the codec codes (and gates) large images tile by tile: show the first tile, in bounded memory
-        tile = test.image.crop((0, 0, min(test.image.width, DEFAULT_TILE), min(test.image.height, DEFAULT_TILE)))
+        _, _, h, w = next(tile_boxes(test.image.height, test.image.width, DEFAULT_TILE))
+        tile = test.image.crop((0, 0, w, h))
         where = html.escape(test.name) + ("" if tile.size == test.image.size else f", its first {DEFAULT_TILE}-px tile")
         extras = []
         gates = attention_gates(model, tile)

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .. import image as imageio
-from ..codec import DEFAULT_TILE, decode, encode, supports_refinement
+from ..codec import DEFAULT_TILE, decode, encode, supports_refinement, tile_boxes
 from ..errors import AttncompError
 from ..models import image_channels
 from . import anchors
@@ -75,10 +75,9 @@ def model_setting(model) -> str:
 def estimated_bpp(model, x: torch.Tensor, pixels: int, tile_size: int = DEFAULT_TILE) -> float:
     """−Σ log2 p over the latents, tile by tile as the codec codes them (so memory stays bounded)."""
     bits = 0.0
-    for top in range(0, x.shape[-2], tile_size):
-        for left in range(0, x.shape[-1], tile_size):
-            tile = imageio.pad_to_multiple(x[..., top : top + tile_size, left : left + tile_size], model.downsampling_factor)
-            bits += sum(-torch.log2(v).sum().item() for v in model(tile)["likelihoods"].values())
+    for top, left, h, w in tile_boxes(x.shape[-2], x.shape[-1], tile_size):
+        tile = imageio.pad_to_multiple(x[..., top : top + h, left : left + w], model.downsampling_factor)
+        bits += sum(-torch.log2(v).sum().item() for v in model(tile)["likelihoods"].values())
     return bits / pixels
 
 

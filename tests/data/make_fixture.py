@@ -1,6 +1,6 @@
 """How the frozen stream fixture was made (run once; tests only read its outputs).
 
-    .venv/bin/python tests/data/make_fixture.py
+    .venv/bin/python -m tests.data.make_fixture
 
 tiny.pt: a tiny untrained attention hyperprior (seed 0); tiny.atc: a 72×56 generated image
 coded with it in two tiles; tiny_y.npy: the quantised latents of every tile, which every
@@ -17,14 +17,9 @@ from attncomp.codec import decode, encode, unpack
 from attncomp.models import load_weights
 from attncomp.models.zoo import create, save_weights
 
+from ..helpers import TINY, smooth_image
+
 HERE = Path(__file__).parent
-TINY = dict(N=16, M=24, postfilter_channels=8, reduction=4)
-
-
-def smooth(height, width):
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    planes = [128 + 100 * np.sin(xx / (7 + 3 * c) + c) * np.cos(yy / (11 + 2 * c)) for c in range(3)]
-    return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
 
 
 if __name__ == "__main__":
@@ -37,7 +32,7 @@ if __name__ == "__main__":
         model.h_s[4].bias.add_(1.5)
     save_weights(model, HERE / "tiny.pt", "attn-hyperprior", lmbda=0.01, half=True)
     model = load_weights(HERE / "tiny.pt")
-    data = encode(smooth(72, 56), model, tile_size=64)
+    data = encode(smooth_image(72, 56), model, tile_size=64)
     (HERE / "tiny.atc").write_bytes(data)
     stream = unpack(data)
     with torch.inference_mode():
