@@ -131,3 +131,12 @@ def list_images(folder) -> list[Path]:
     if not folder.is_dir():
         raise ImageError(f"not a directory: {folder}")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_split(path) -> set[str]:
+    """The image stems a split file lists (``configs/validation_split.txt``): one a line, ``#`` comments."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise ImageError(f"cannot read the split file {path}: {exc.strerror or exc}") from None
+    return {line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")}

@@ -4,8 +4,7 @@
 # Each run resumes its own runs/qN/checkpoints/last.ckpt when there is one. Run from the repository root.
 set -euo pipefail
 DATA=${DATA:-../shared/data/train}
-VAL=${VAL:-../shared/data/kodak}
-TRAIN=".venv/bin/attncomp-train --config configs/lite.yaml --data $DATA --val-data $VAL"
+TRAIN=".venv/bin/attncomp-train --config configs/lite.yaml --data $DATA"
 BASE_INIT=${BASE_INIT-attncomp/models/weights/attn-hyperprior-q3.pt}  # empty: train q3 from scratch
 
 # quality 3 (λ=0.0067): the base model

@@ -2,7 +2,7 @@
 
     python scripts/zoo_budget.py
 
-Steps and hours add up along the chain of runs a model was initialised from; every number is
+Steps, CPU hours and GPU minutes add up along the chain of runs a model was initialised from; every number is
 read from what attncomp-train recorded in the weights file.
 """
 
@@ -18,17 +18,22 @@ def chain(training: dict) -> list[dict]:
     return runs
 
 
+def on_gpu(run: dict) -> bool:
+    return not str(run.get("hardware", "CPU")).startswith("CPU")
+
+
 def main():
-    print("| model | quality | λ | steps (total) | CPU hours (total) | runs | crops | precision | seed | hardware |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | quality | λ | steps (total) | CPU hours | GPU minutes | runs | crops | precision | seed | hardware |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in ZOO:
         for quality in available_qualities(name):
             payload = zoo.read_weights(zoo.bundled_weights(name, quality))
             runs = chain(payload["training"])
             steps = sum(r.get("steps", 0) for r in runs)
-            hours = sum(r.get("hours", 0.0) for r in runs)
+            gpu = sum(r.get("hours", 0.0) for r in runs if on_gpu(r))
+            cpu = sum(r.get("hours", 0.0) for r in runs if not on_gpu(r))
             newest = payload["training"]
-            print(f"| {name} | {quality} | {payload['lmbda']} | {steps} | {hours:.2f} | {len(runs)} "
+            print(f"| {name} | {quality} | {payload['lmbda']} | {steps} | {cpu:.2f} | {gpu * 60:.1f} | {len(runs)} "
                   f"| {newest.get('batch_size')}×{newest.get('crop_size')}² | {newest.get('precision')} "
                   f"| {newest.get('seed', '—')} | {newest.get('hardware')} |")
 

@@ -1,5 +1,6 @@
 """Evaluation: metrics on known inputs, BD-rate on a known answer, the report from tiny images."""
 
+import csv
 import json
 import math
 import subprocess
@@ -159,3 +160,21 @@ def test_report_maps_of_a_large_image_cover_its_first_tile(tiny_weights):
     evaluation = runner.Evaluation(models={"attn-hyperprior": {"custom": load_weights(tiny_weights)}})
     sections = report.model_sections(evaluation, [wide], [], crops=0)
     assert "wide, its first 1024-px tile: channel attention and bit allocation" in sections[-1]
+
+
+def test_eval_on_a_split_codes_only_the_images_it_lists(tmp_path, tiny_weights):
+    from attncomp.cli.evaluate import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for seed in range(3):
+        Image.fromarray(smooth_image(64, 64, seed=seed)).save(folder / f"img{seed}.png")
+    split = tmp_path / "split.txt"
+    split.write_text("# held out\nimg0\nimg2\n")
+    out = tmp_path / "out"
+    args = [str(folder), "--split", str(split), "--weights", str(tiny_weights), "--crops", "0", "--no-progress"]
+    assert main([*args, "--out", str(out)]) == 0
+    with open(out / "per_image.csv", newline="") as f:
+        assert sorted(row["image"] for row in csv.DictReader(f)) == ["img0", "img2"]
+    split.write_text("nobody\n")
+    assert main([*args, "--out", str(tmp_path / "none")]) == 1

@@ -1,5 +1,6 @@
 """Training: the step learns, runs resume, exports load into the codec, DDP works."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,9 @@ def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_fol
     resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == 8
     assert load_weights(out / "weights.pt").training_info["steps"] == 8
+    assert load_weights(out / "weights.pt").training_info["steps_this_run"] == 3
+    point = json.loads((out / "validation.json").read_text())  # the final weights' validation point
+    assert point["step"] == 8 and point["images"] == 2 and point["bpp"] > 0 and point["psnr"] > 0
 
     image = smooth_image(50, 70)
     decoded = decode(encode(image, load_weights(out / "weights.pt")), load_weights(out / "weights.pt"))
@@ -170,3 +174,4 @@ def test_ddp_with_two_cpu_processes(tmp_path, image_folder):
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert "MEMBER: 2/2" in result.stderr.decode() + result.stdout.decode()  # the second process joined
     assert torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert json.loads((tmp_path / "ddp" / "validation.json").read_text())["step"] == 3  # ranks stayed in step

@@ -5,6 +5,8 @@ examples:
   attncomp-eval photos/ --model attn-hyperprior --qualities 1 3 --out results/photos
   attncomp-eval photos/ --weights runs/a/weights.pt runs/b/weights.pt --anchors jpeg
   attncomp-eval ../shared/data/kodak --refine 0 50 --out results/refine   plain and refined encoder
+  attncomp-eval ../shared/data/train --split configs/validation_split.txt --weights runs/*/weights.pt
+                                     choose weights on the held-out validation images, never on the test set
 
 Writes to --out: per_image.csv, one CompressAI-style JSON per codec, bd_rate.md,
 rd_psnr.png, rd_ms_ssim.png and report.html (a single file for a browser).
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"classical codecs through Pillow: {' '.join(sorted(SWEEPS))}")
     parser.add_argument("--out", default="results/eval", help="output folder (default results/eval)")
     parser.add_argument("--limit", type=positive, help="use only the first N images")
+    parser.add_argument("--split", metavar="FILE", help="use only the images whose names FILE lists (a validation split)")
     parser.add_argument("--crops", type=non_negative, default=3, help="images shown side by side in the report (default 3)")
     parser.add_argument("--refine", nargs="+", type=non_negative, default=[0], metavar="STEPS",
                         help="encoder refinement steps, one curve each (default 0: the plain encoder; e.g. --refine 0 50)")
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise AttncompError(f"this Pillow cannot encode {', '.join(missing)}")
         check_out(Path(args.out), args.force)
-        images = runner.load_images(args.images, args.limit)
+        images = runner.load_images(args.images, args.limit, args.split)
         models = select_models(args)
         evaluation = runner.run(
             images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress, refine=args.refine

@@ -11,10 +11,14 @@ aliases of LightningCLI's dotted ones:
     --accelerator A  --trainer.accelerator A   (likewise --devices, --strategy, --precision)
     --out DIR        checkpoints, logs and the exported weights.pt
     --resume CKPT    continue a run (a .ckpt file, or "last" for the newest in --out)
+
+A run ends by validating its final weights (estimated rate, on the validation
+split) and writing that point to ``--out``/validation.json.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ..errors import AttncompError
+from ..files import atomic_write
 from ..models import image_channels
 from ..training import (
     CompressionModule,
@@ -78,6 +83,17 @@ class TrainCLI(LightningCLI):
         )
 
 
+def write_validation_point(trainer: Trainer, module, datamodule, path: Path) -> None:
+    """Validate the final weights and record the RD point (estimated bpp, PSNR, loss) with the step."""
+    (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    if trainer.is_global_zero:
+        limit = trainer.limit_val_batches  # a count of batches of one image, or a fraction of them
+        images = len(datamodule.val_images) if isinstance(limit, float) else min(len(datamodule.val_images), limit)
+        point = {"step": trainer.global_step, "images": images, "lmbda": module.hparams.lmbda}
+        point.update({k.removeprefix("val/"): round(float(v), 6) for k, v in sorted(metrics.items())})
+        atomic_write(path, lambda f: f.write(json.dumps(point, indent=1).encode() + b"\n"))
+
+
 def main(argv: list[str] | None = None) -> int:
     # DDP relaunches this program with sys.argv, so the translated options go there.
     sys.argv[1:] = translate(sys.argv[1:] if argv is None else argv)
@@ -107,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         elif (out / "weights.pt").exists() or (out / "checkpoints" / "last.ckpt").exists():
             raise AttncompError(f"{out} already holds a run: pass --resume last to continue it, or another --out")
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
+        if cli.datamodule.val_images:
+            write_validation_point(cli.trainer, cli.model, cli.datamodule, out / "validation.json")
     # OSError: e.g. an --out that cannot be written; MisconfigurationException: e.g. --accelerator gpu without one
     except (AttncompError, OSError, ValueError, MisconfigurationException) as exc:
         print(f"attncomp-train: error: {exc}", file=sys.stderr)

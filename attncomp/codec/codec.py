@@ -32,6 +32,11 @@ def _identity(model) -> tuple[str, int, bytes]:
     return name, int(getattr(model, "quality", None) or 0), zoo.weights_hash(model)
 
 
+def _device(model) -> torch.device:
+    """Where the model's transforms run (a GPU works too: the coding indexes are exact everywhere)."""
+    return next(model.parameters()).device
+
+
 @torch.inference_mode()
 def encode(source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int = 0) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) into an attncomp stream.
@@ -53,8 +58,9 @@ def encode(source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int 
     channels = zoo.image_channels(model)
     x = imageio.to_tensor(img, channels)
     stream = Stream(name, quality, digest, img.width, img.height, img.mode, tile_size)
+    device = _device(model)
     for top, left, h, w in stream.tile_boxes():
-        tile = imageio.pad_to_multiple(x[..., top : top + h, left : left + w], factor)
+        tile = imageio.pad_to_multiple(x[..., top : top + h, left : left + w], factor).to(device)
         if refine_steps:
             out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps))
         else:
@@ -104,6 +110,6 @@ def decode(data, model=None) -> Image.Image:
             raise StreamError(f"tile latent shape {tuple(shape)} does not match the image ({expected})")
         # zero padding keeps the range decoder's look-ahead inside the buffer on hostile input
         x_hat = model.decompress([[s + _GUARD] for s in strings], shape)["x_hat"]
-        canvas[..., top : top + h, left : left + w] = x_hat[..., :h, :w]
+        canvas[..., top : top + h, left : left + w] = x_hat[..., :h, :w].cpu()
     mode = "L" if stream.mode == "L" or channels == 1 else "RGB"
     return imageio.to_image(canvas, mode)

@@ -46,11 +46,15 @@ class TestImage:
         return self.image.width * self.image.height
 
 
-def load_images(folder, limit: int | None = None) -> list[TestImage]:
-    """The first ``limit`` images below ``folder``, each named by its path there without the suffix."""
-    paths = imageio.list_images(folder)[:limit]
+def load_images(folder, limit: int | None = None, split=None) -> list[TestImage]:
+    """The first ``limit`` images below ``folder`` (those a ``split`` file lists, if given), named by their path there."""
+    paths = imageio.list_images(folder)
+    if split is not None:
+        stems = imageio.read_split(split)
+        paths = [p for p in paths if p.stem in stems]
+    paths = paths[:limit]
     if not paths:
-        raise imageio.ImageError(f"no images in {folder}")
+        raise imageio.ImageError(f"no images in {folder}" + (f" listed in {split}" if split is not None else ""))
     names = [p.relative_to(folder).with_suffix("").as_posix() for p in paths]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:  # their rows and report crops would be merged

@@ -16,7 +16,9 @@ the hardware. Following Ballé et al., "Integer networks for data compression"
   whose entries are checked to lie far from any rounding boundary.
 
 Only IEEE-754 operations that are exact or correctly rounded are used, so
-every machine computes the same scales bit for bit.
+every machine computes the same scales bit for bit. It always runs on the
+CPU, whatever device holds the model (h_s sees 1/256 of the pixels): a GPU's
+convolution libraries may pick algorithms (FFT, Winograd) that are not exact.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ def _integer_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Te
     """
 
     def compute():
-        weight = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS).contiguous()
-        bias = torch.round(layer.bias.detach().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
+        weight = torch.round(layer.weight.detach().cpu().double() * 2**WEIGHT_BITS).contiguous()
+        bias = torch.round(layer.bias.detach().cpu().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
         _check_exact(weight, bias, layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1])
         return weight, bias
 
@@ -89,13 +91,13 @@ def _channel_attention(block: ChannelAttention, q: torch.Tensor) -> torch.Tensor
     peak = q.amax(dim=(2, 3), keepdim=True)
     logits = sum(_conv(expand, torch.relu(_conv(squeeze, s))) for s in (avg, peak))
     index = logits.clamp(-GATE_RANGE * 2**ACT_BITS, GATE_RANGE * 2**ACT_BITS) + GATE_RANGE * 2**ACT_BITS
-    gate = GATE_TABLE.to(q.device)[index.long()]
+    gate = GATE_TABLE[index.long()]
     return torch.floor(q * gate / 2**GATE_BITS)
 
 
 def fixed_point_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """Run ``layers`` (convs, ReLUs, ChannelAttention) exactly; returns float64 values."""
-    q = torch.round(x.detach().double().contiguous() * 2**ACT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
+    """Run ``layers`` (convs, ReLUs, ChannelAttention) exactly, on the CPU; float64 values on ``x``'s device."""
+    q = torch.round(x.detach().cpu().double().contiguous() * 2**ACT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
     for layer in layers:
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             q = _conv(layer, q)
@@ -105,4 +107,4 @@ def fixed_point_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
             q = _channel_attention(layer, q)
         else:
             raise TypeError(f"no fixed-point rule for {type(layer).__name__}")
-    return q / 2**ACT_BITS
+    return (q / 2**ACT_BITS).to(x.device)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -13,26 +12,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageError
-from ..image import list_images, open_image
+from ..image import list_images, open_image, read_split
 
 log = logging.getLogger(__name__)
 
-SHARED_DATA = Path(os.environ.get("ATTNCOMP_DATA", "../shared/data"))
 
-
-def _default_dir(name: str) -> Optional[str]:
-    path = SHARED_DATA / name
-    return str(path) if path.is_dir() else None
-
-
-def load_folder(folder, channels: int = 3, min_size: int = 0) -> list[torch.Tensor]:
+def load_folder(
+    folder, channels: int = 3, min_size: int = 0, include: Optional[set] = None, exclude: set = frozenset()
+) -> list[torch.Tensor]:
     """Every image below ``folder`` decoded once, as C×H×W uint8 tensors.
 
+    ``include``/``exclude`` select images by file stem (a validation split).
     Images smaller than ``min_size`` on a side are reflect-padded up to it,
     with a warning, so that every image can still give a crop.
     """
     images, padded = [], 0
     for path in list_images(folder):
+        if path.stem in exclude or (include is not None and path.stem not in include):
+            continue
         array = np.asarray(open_image(path).convert("L" if channels == 1 else "RGB"))
         tensor = torch.from_numpy(array.copy()).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
         pad_h, pad_w = max(min_size - tensor.shape[1], 0), max(min_size - tensor.shape[2], 0)
@@ -41,7 +38,7 @@ def load_folder(folder, channels: int = 3, min_size: int = 0) -> list[torch.Tens
             tensor = _reflect_pad(tensor, pad_h, pad_w)
         images.append(tensor.contiguous())
     if not images:
-        raise ImageError(f"no images found in {folder}")
+        raise ImageError(f"no images found in {folder}" + (" (after the validation split)" if include or exclude else ""))
     if padded:
         log.warning("%d of %d images in %s are smaller than %d px and were padded", padded, len(images), folder, min_size)
     return images
@@ -74,6 +71,65 @@ class RandomCrops(Dataset):
         return crop.float().div_(255)
 
 
+class CropPool:
+    """Every training image in one flat uint8 buffer, cropped and flipped on whatever device holds it.
+
+    On a GPU one gather per batch replaces a DataLoader, so loading never
+    starves the accelerator. Images share one channel count; sizes may differ.
+    """
+
+    def __init__(self, pixels, offsets, heights, widths, channels: int):
+        self.pixels, self.offsets, self.heights, self.widths, self.channels = pixels, offsets, heights, widths, channels
+
+    @classmethod
+    def of(cls, images: list[torch.Tensor]) -> "CropPool":
+        sizes = torch.tensor([image.numel() for image in images])
+        return cls(
+            torch.cat([image.reshape(-1) for image in images]),
+            torch.cumsum(sizes, 0) - sizes,
+            torch.tensor([image.shape[1] for image in images]),
+            torch.tensor([image.shape[2] for image in images]),
+            images[0].shape[0],
+        )
+
+    def to(self, device) -> "CropPool":
+        move = lambda t: t.to(device)  # noqa: E731
+        return CropPool(move(self.pixels), move(self.offsets), move(self.heights), move(self.widths), self.channels)
+
+    def sample(self, count: int, size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``count`` random ``size``² crops, each flipped up-down and left-right with probability ½, in [0, 1]."""
+        device = self.pixels.device
+        rand = lambda *shape: torch.rand(shape, device=device, generator=generator)  # noqa: E731
+        image = (rand(count) * len(self.heights)).long()
+        height, width = self.heights[image], self.widths[image]
+        top = (rand(count) * (height - size + 1)).long()
+        left = (rand(count) * (width - size + 1)).long()
+        steps = torch.arange(size, device=device)
+        rows = top[:, None] + torch.where(rand(count, 1) < 0.5, size - 1 - steps, steps)
+        cols = left[:, None] + torch.where(rand(count, 1) < 0.5, size - 1 - steps, steps)
+        channel = torch.arange(self.channels, device=device)[None, :, None, None]
+        index = (
+            self.offsets[image][:, None, None, None]
+            + channel * (height * width)[:, None, None, None]
+            + rows[:, None, :, None] * width[:, None, None, None]
+            + cols[:, None, None, :]
+        )
+        return self.pixels[index].float().div_(255)
+
+
+class StepNumbers(Dataset):
+    """Stands in for the batches of a device-side crop pool: one item per training step."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
 class WholeImages(Dataset):
     """Validation images, cropped to a multiple of 64 (every zoo model's downsampling factor divides it)."""
 
@@ -91,44 +147,62 @@ class WholeImages(Dataset):
 
 
 class ImageFolderData(pl.LightningDataModule):
-    """Training crops from ``train_dir``; whole-image validation on ``val_dir``.
+    """Training crops from ``train_dir``; whole-image validation on a held-out split or ``val_dir``.
 
     Args:
         train_dir: folder of training images (png, jpg, webp…, searched recursively).
-        val_dir: validation folder; Kodak from ``$ATTNCOMP_DATA`` or ``../shared/data`` when present.
+        val_dir: a separate validation folder (never the test set).
+        val_split: a file of image stems in ``train_dir`` (``configs/validation_split.txt``) held
+            out of training; validation uses them unless ``val_dir`` is given.
         crop_size: side of the square training crops (the paper: 256).
         batch_size: crops per step.
         channels: 3 for RGB models, 1 for grayscale ones.
         val_images: validate on at most this many images.
         num_workers: DataLoader workers (crops come from memory, so 0 is usually fastest).
+        crops_on_device: keep every training image on the training device and crop there
+            (:class:`CropPool`); what a GPU needs, since a DataLoader cannot keep it busy.
     """
 
     def __init__(
         self,
-        train_dir: Optional[str] = _default_dir("train"),
-        val_dir: Optional[str] = _default_dir("kodak"),
+        train_dir: Optional[str] = None,
+        val_dir: Optional[str] = None,
+        val_split: Optional[str] = None,
         crop_size: int = 256,
         batch_size: int = 8,
         channels: int = 3,
-        val_images: int = 24,
+        val_images: int = 40,
         num_workers: int = 0,
+        crops_on_device: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.train_images: list[torch.Tensor] = []
         self.val_images: list[torch.Tensor] = []
+        self.device_pool: Optional[CropPool] = None
+        self.generator: Optional[torch.Generator] = None
 
     def setup(self, stage: Optional[str] = None) -> None:
         hp = self.hparams
+        held_out = read_split(hp.val_split) if hp.val_split else set()
         if not self.train_images and stage in (None, "fit"):
             if hp.train_dir is None:
                 raise ImageError("no training data: pass --data DIR")
-            self.train_images = load_folder(hp.train_dir, hp.channels, hp.crop_size)
-        if not self.val_images and hp.val_dir is not None and stage in (None, "fit", "validate"):
-            self.val_images = load_folder(hp.val_dir, hp.channels, 64)[: hp.val_images]
+            self.train_images = load_folder(hp.train_dir, hp.channels, hp.crop_size, exclude=held_out)
+        if not self.val_images and stage in (None, "fit", "validate"):
+            if hp.val_dir is not None:
+                self.val_images = load_folder(hp.val_dir, hp.channels, 64)[: hp.val_images]
+            elif held_out and hp.train_dir is not None:
+                try:
+                    self.val_images = load_folder(hp.train_dir, hp.channels, 64, include=held_out)[: hp.val_images]
+                except ImageError:  # another folder than the split was made for: train on all of it
+                    log.warning("no image of %s is in %s: no validation", hp.val_split, hp.train_dir)
 
     def train_dataloader(self) -> DataLoader:
-        crops = RandomCrops(self.train_images, self.hparams.crop_size, length=16 * len(self.train_images))
+        steps = 16 * len(self.train_images) // self.hparams.batch_size
+        if self.hparams.crops_on_device:
+            return DataLoader(StepNumbers(steps), batch_size=None)
+        crops = RandomCrops(self.train_images, self.hparams.crop_size, length=steps * self.hparams.batch_size)
         return DataLoader(
             crops,
             batch_size=self.hparams.batch_size,
@@ -137,6 +211,17 @@ class ImageFolderData(pl.LightningDataModule):
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``crops_on_device``, a training step's number becomes a batch of crops made on the device."""
+        if not (self.hparams.crops_on_device and self.trainer is not None and self.trainer.training):
+            return batch
+        if self.device_pool is None:
+            device = self.trainer.strategy.root_device
+            self.device_pool = CropPool.of(self.train_images).to(device)
+            # each DDP rank draws its own crops
+            self.generator = torch.Generator(device).manual_seed(torch.initial_seed() + self.trainer.global_rank)
+        return self.device_pool.sample(self.hparams.batch_size, self.hparams.crop_size, self.generator)
 
     def val_dataloader(self):
         if not self.val_images:

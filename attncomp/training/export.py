@@ -39,9 +39,12 @@ class ExportWeights(pl.Callback):
         self.every_n_steps = every_n_steps
         self.seconds_before = 0.0
         self._started = time.monotonic()
+        self._first_step = 0
+        self._last_step_done = self._started
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._started = time.monotonic()
+        self._started = self._last_step_done = time.monotonic()
+        self._first_step = trainer.global_step
 
     def state_dict(self) -> dict:
         return {"seconds": self.seconds()}
@@ -53,6 +56,7 @@ class ExportWeights(pl.Callback):
         return self.seconds_before + time.monotonic() - self._started
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._last_step_done = time.monotonic()
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self.export(trainer, pl_module)
 
@@ -60,6 +64,9 @@ class ExportWeights(pl.Callback):
         self.export(trainer, pl_module)
 
     def export(self, trainer, pl_module) -> None:
+        # Exporting builds the CDF tables, which resizes buffers: every rank builds the same ones, or
+        # DDP's next broadcast of the module's buffers (a validation after fit) finds sizes that differ.
+        pl_module.model.update(force=True)
         if not trainer.is_global_zero:
             return
         hp = pl_module.hparams
@@ -67,6 +74,8 @@ class ExportWeights(pl.Callback):
         training = dict(
             steps=int(trainer.global_step),
             hours=round(self.seconds() / 3600, 3),
+            steps_this_run=int(trainer.global_step - self._first_step),  # this process, for throughput
+            seconds_this_run=round(self._last_step_done - self._started, 1),  # to the last step
             hardware=hardware(),
             batch_size=getattr(trainer.datamodule.hparams, "batch_size", None) if trainer.datamodule else None,
             crop_size=getattr(trainer.datamodule.hparams, "crop_size", None) if trainer.datamodule else None,

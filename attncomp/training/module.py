@@ -8,6 +8,7 @@ from typing import Literal, Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Timer
 from pytorch_msssim import ms_ssim
 
 from ..errors import WeightsError
@@ -29,20 +30,31 @@ def psnr(mse: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(mse.clamp_min(1e-10))
 
 
-def step_decay(max_steps: int, decay_start: float, final_ratio: float):
-    """Constant learning rate, then a geometric decay to ``final_ratio`` over the last steps.
+def lr_factor(progress: float, decay_start: float, final_ratio: float) -> float:
+    """Constant learning rate, then a geometric decay to ``final_ratio`` over the rest of the run.
 
-    Holding the rate high for most of the run and annealing at the end is
-    what the paper's 3e-3 → 3e-5 schedule does; tying the decay to
-    ``max_steps`` lets a resumed run with a larger budget decay later.
+    ``progress`` is the fraction of the run done, in steps or in wall-clock
+    time. Holding the rate high for most of the run and annealing at the end
+    is what the paper's 3e-3 → 3e-5 schedule does; tying the decay to the
+    run's budget lets a resumed run with a larger budget decay later.
     """
-    start = int(max_steps * decay_start)
+    if progress <= decay_start or decay_start >= 1:
+        return 1.0
+    return final_ratio ** min((progress - decay_start) / (1 - decay_start), 1.0)
+
+
+def step_decay(max_steps: int, decay_start: float, final_ratio: float):
+    """:func:`lr_factor` over ``max_steps`` steps, as ``LambdaLR`` takes it."""
+    return lambda step: lr_factor(step / max_steps, decay_start, final_ratio)
+
+
+def time_decay(timer: Timer, decay_start: float, final_ratio: float):
+    """:func:`lr_factor` over the wall-clock budget of Lightning's ``max_time`` (``timer``)."""
 
     def factor(step: int) -> float:
-        if step <= start or max_steps <= start:
-            return 1.0
-        progress = min((step - start) / (max_steps - start), 1.0)
-        return final_ratio**progress
+        elapsed = timer.time_elapsed("train")
+        total = elapsed + (timer.time_remaining("train") or 0.0)
+        return lr_factor(elapsed / total if total > 0 else 0.0, decay_start, final_ratio)
 
     return factor
 
@@ -61,6 +73,8 @@ class CompressionModule(pl.LightningModule):
         init_weights: exported weights to start from (fine-tune another rate).
         lr: learning rate held for the first ``decay_start`` of the steps.
         lr_final_ratio: the learning rate at the last step, relative to ``lr``.
+        schedule: what ``decay_start`` is a fraction of: ``steps`` (``max_steps``) or
+            ``time`` (the trainer's ``max_time``, for wall-clock-budgeted rounds on a GPU).
         channels_last: NHWC tensors, faster convolutions on CPU.
         compile: ``torch.compile`` the transforms.
     """
@@ -77,6 +91,7 @@ class CompressionModule(pl.LightningModule):
         decay_start: float = 0.8,
         aux_lr: float = 1e-3,
         clip_max_norm: float = 1.0,
+        schedule: Literal["steps", "time"] = "steps",
         channels_last: bool = True,
         compile: bool = False,
     ):
@@ -178,7 +193,14 @@ class CompressionModule(pl.LightningModule):
         params = dict(self.model.named_parameters())
         main = torch.optim.Adam([params[n] for n in sorted(params) if n not in quantiles], lr=self.hparams.lr)
         aux = torch.optim.Adam([params[n] for n in sorted(quantiles)], lr=self.hparams.aux_lr)
-        max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else 1_000_000
-        schedule = step_decay(max_steps, self.hparams.decay_start, self.hparams.lr_final_ratio)
+        hp = self.hparams
+        if hp.schedule == "time":
+            timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+            if timer is None:
+                raise ValueError("--model.schedule time needs a wall-clock budget: pass --trainer.max_time")
+            schedule = time_decay(timer, hp.decay_start, hp.lr_final_ratio)
+        else:
+            max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else 1_000_000
+            schedule = step_decay(max_steps, hp.decay_start, hp.lr_final_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(main, schedule)
         return [main, aux], [{"scheduler": scheduler, "interval": "step"}]

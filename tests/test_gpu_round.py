@@ -1,0 +1,61 @@
+"""The GPU training round's CPU twin: scripts/gpu_round.sh end to end, twice, on a tiny budget."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from attncomp.codec import decode
+from attncomp.models import create, load_weights, save_weights
+
+from .helpers import TINY, smooth_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_round_trains_validates_returns_its_files_and_the_next_round_continues(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for seed in range(4):
+        Image.fromarray(smooth_image(80, 96, seed=seed)).save(data / f"img{seed}.png")
+    split = tmp_path / "split.txt"
+    split.write_text("# held out\nimg3\n")
+    init = tmp_path / "init"
+    torch.manual_seed(0)
+    save_weights(create("attn-hyperprior", **TINY), init / "attn-hyperprior-q3.pt", "attn-hyperprior", 3, 0.0067)
+
+    def round_(out):
+        command = [
+            "bash", str(ROOT / "scripts" / "gpu_round.sh"), str(out), "--qualities", "3", "--minutes", "0.05",
+            "--data", str(data), "--runs", str(tmp_path / "runs"), "--init", str(init), "--check-images", "1",
+            "--accelerator", "cpu", "--precision", "32", "--model.compile", "false", "--val-split", str(split),
+            "--data.crop_size", "64", "--data.batch_size", "2",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable))
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout, json.loads((out / "summary.json").read_text())["q3"]
+
+    log, first = round_(tmp_path / "out1")
+    assert "starting from" in log
+    assert first["steps"] == first["steps_this_round"] > 0
+    assert first["validation"]["images"] == 1 and first["validation"]["bpp"] > 0
+    out = tmp_path / "out1"
+    assert sorted(p.name for p in out.iterdir()) == ["attn-hyperprior-q3.pt", "logs.tar.gz", "streams.tar", "summary.json"]
+    assert load_weights(out / "attn-hyperprior-q3.pt").training_info["steps"] == first["steps"]
+
+    # the stream coded by the round decodes here to the image the round decoded
+    with tarfile.open(out / "streams.tar") as tar:
+        stream = tar.extractfile("img3.atc").read()
+        expected = np.asarray(Image.open(tar.extractfile("img3.decoded.png")))
+    assert np.array_equal(np.asarray(decode(stream, load_weights(out / "attn-hyperprior-q3.pt"))), expected)
+
+    log, second = round_(tmp_path / "out2")
+    assert "resuming" in log
+    assert second["steps"] == first["steps"] + second["steps_this_round"] > first["steps"]
+    assert json.loads((tmp_path / "runs" / "q3" / "rounds.json").read_text()) == [3.0, 3.0]
