@@ -1,5 +1,10 @@
 """Helpers the tests share: tiny model sizes and generated photo-like images."""
 
+import io
+import sys
+from dataclasses import dataclass
+from unittest import mock
+
 import numpy as np
 import torch
 
@@ -26,3 +31,25 @@ def with_one_thread(fn, *args):
         return fn(*args)
     finally:
         torch.set_num_threads(threads)
+
+
+@dataclass
+class Finished:
+    """What a command-line run left: its exit status and the bytes it wrote."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+def run_main(main, args, stdin: bytes = b"") -> Finished:
+    """A CLI's ``main(argv)`` in this process with its standard streams captured: a subprocess spends seconds
+    importing torch for each call. ``tests/test_*`` keep one real subprocess per entry point."""
+    streams = {name: io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for name in ("stdout", "stderr")}
+    stdin_stream = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    with mock.patch.multiple(sys, stdin=stdin_stream, argv=[sys.argv[0]], **streams):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return Finished(code, streams["stdout"].buffer.getvalue(), streams["stderr"].buffer.getvalue())

@@ -1,4 +1,4 @@
-"""attncomp-codec as a user runs it: in a subprocess, with real files."""
+"""attncomp-codec as a user runs it, with real files: in this process (fast), and once in a subprocess."""
 
 import struct
 import subprocess
@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .helpers import TINY
+from attncomp.cli.codec import main
+
+from .helpers import TINY, run_main
 
 CODEC = [sys.executable, "-m", "attncomp.cli.codec"]
 
 
-def run(*args, stdin=None):
-    return subprocess.run([*CODEC, *map(str, args)], input=stdin, capture_output=True, timeout=300)
+def run(*args, stdin=b""):
+    return run_main(main, args, stdin)
 
 
 def assert_clean_error(result, *words):
@@ -42,6 +44,14 @@ def test_help_reads_well():
     for word in ("encode", "decode", "info", "examples"):
         assert word in text
     assert "--quality" in run("encode", "--help").stdout.decode()
+
+
+def test_the_installed_command_round_trips_in_its_own_process(tmp_path, png, tiny_weights):
+    for args in (["encode", png(), tmp_path / "a.atc", "--weights", tiny_weights],
+                 ["decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", tiny_weights]):
+        result = subprocess.run([*CODEC, *map(str, args)], capture_output=True, timeout=300)
+        assert result.returncode == 0, result.stderr.decode()
+    assert Image.open(tmp_path / "b.png").size == (96, 64)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (65, 97), (64, 64)])

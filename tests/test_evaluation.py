@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from attncomp.cli.evaluate import main as evaluate_main
 from attncomp.evaluation import bd_rate, ms_ssim, psnr
 from attncomp.evaluation.anchors import SWEEPS, available, roundtrip
 
-from .helpers import smooth_image
+from .helpers import run_main, smooth_image
 
 
 def test_psnr_of_identical_images_is_infinite_and_of_known_error_is_exact():
@@ -59,10 +60,15 @@ def test_estimated_rate_is_measured_on_the_tiles_the_codec_codes():
 
     model, image = load("attn-hyperprior", 1), smooth_image(150, 200)
     x = imageio.to_tensor(imageio.open_image(image), 3)
+    pixels, estimates = x[0, 0].numel(), []
     for tile in (64, 1024):  # small tiles cost more bits (edges, a hyper-latent each): the estimate must follow
         stream = unpack(encode(image, model, tile_size=tile))
-        coded = 8 * sum(len(s) for _, strings in stream.tiles for s in strings) / x[0, 0].numel()
-        assert estimated_bpp(model, x, x[0, 0].numel(), tile_size=tile) == pytest.approx(coded, rel=0.1)
+        coded_bits = 8 * sum(len(s) for _, strings in stream.tiles for s in strings)
+        estimates.append(estimated_bpp(model, x, pixels, tile_size=tile))
+        strings = sum(len(strings) for _, strings in stream.tiles)
+        # what the estimate leaves out: the range coder's final state and escapes, a few bytes per string
+        assert 0 <= coded_bits - estimates[-1] * pixels <= 8 * 8 * strings
+    assert estimates[0] > 1.2 * estimates[1]
 
 
 def test_report_from_two_tiny_images(tmp_path, tiny_weights):
@@ -102,8 +108,7 @@ def test_eval_errors_are_one_line(tmp_path, tiny_weights):
         ((folder, "--weights", tiny_weights, tiny_weights), "one point twice"),  # would be averaged into one
         ((twins, "--anchors", "jpeg"), "several images named a"),  # their rows would be merged
     ]:
-        result = subprocess.run([sys.executable, "-m", "attncomp.cli.evaluate", *args, "--out", tmp_path / "out"],
-                                capture_output=True, timeout=120)
+        result = run_main(evaluate_main, [*args, "--out", tmp_path / "out"])
         err = result.stderr.decode().strip()
         assert result.returncode == 1 and err.startswith("attncomp-eval: error:") and words in err, err
         assert "Traceback" not in err
@@ -119,11 +124,8 @@ def test_plain_and_refined_encoders_are_two_curves(tmp_path, tiny_weights):
     folder.mkdir()
     Image.fromarray(smooth_image(64, 64)).save(folder / "a.png")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "attncomp.cli.evaluate", folder, "--weights", tiny_weights, "--refine", "0", "2",
-         "--anchors", "jpeg", "--out", out, "--no-progress", "--crops", "0"],
-        capture_output=True, timeout=600,
-    )
+    result = run_main(evaluate_main, [folder, "--weights", tiny_weights, "--refine", "0", "2",
+                                      "--anchors", "jpeg", "--out", out, "--no-progress", "--crops", "0"])
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     plain = strict_json(out / "attn-hyperprior.json")["results"]
     refined = strict_json(out / "attn-hyperprior+refine2.json")["results"]
@@ -132,12 +134,11 @@ def test_plain_and_refined_encoders_are_two_curves(tmp_path, tiny_weights):
     assert curves["attn-hyperprior+refine2"][0]["estimated_bpp"] is None  # it would describe g_a's latents
     assert "attn-hyperprior+refine2" in (out / "bd_rate.md").read_text()
 
-    again = [sys.executable, "-m", "attncomp.cli.evaluate", folder, "--weights", tiny_weights, "--anchors", "jpeg",
-             "--out", out, "--no-progress", "--crops", "0"]
-    refused = subprocess.run(again, capture_output=True, timeout=600)
+    again = [folder, "--weights", tiny_weights, "--anchors", "jpeg", "--out", out, "--no-progress", "--crops", "0"]
+    refused = run_main(evaluate_main, again)
     assert refused.returncode == 1 and "--force" in refused.stderr.decode()  # an earlier evaluation is kept
     assert (out / "attn-hyperprior+refine2.json").is_file()
-    replaced = subprocess.run([*again, "--force"], capture_output=True, timeout=600)
+    replaced = run_main(evaluate_main, [*again, "--force"])
     assert replaced.returncode == 0, replaced.stderr.decode()[-2000:]
     assert not (out / "attn-hyperprior+refine2.json").exists()  # no stale curve beside the new summary
     assert set(strict_json(out / "summary.json")["curves"]) == {"attn-hyperprior", "jpeg"}
@@ -163,8 +164,6 @@ def test_report_maps_of_a_large_image_cover_its_first_tile(tiny_weights):
 
 
 def test_eval_on_a_split_codes_only_the_images_it_lists(tmp_path, tiny_weights):
-    from attncomp.cli.evaluate import main
-
     folder = tmp_path / "images"
     folder.mkdir()
     for seed in range(3):
@@ -173,8 +172,8 @@ def test_eval_on_a_split_codes_only_the_images_it_lists(tmp_path, tiny_weights):
     split.write_text("# held out\nimg0\nimg2\n")
     out = tmp_path / "out"
     args = [str(folder), "--split", str(split), "--weights", str(tiny_weights), "--crops", "0", "--no-progress"]
-    assert main([*args, "--out", str(out)]) == 0
+    assert evaluate_main([*args, "--out", str(out)]) == 0
     with open(out / "per_image.csv", newline="") as f:
         assert sorted(row["image"] for row in csv.DictReader(f)) == ["img0", "img2"]
     split.write_text("nobody\n")
-    assert main([*args, "--out", str(tmp_path / "none")]) == 1
+    assert run_main(evaluate_main, [*args, "--out", tmp_path / "none"]).returncode == 1

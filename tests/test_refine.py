@@ -1,7 +1,5 @@
 """Encoder-side latent refinement: fewer bits for the same quality, the decoder unchanged."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
+from attncomp.cli.codec import main as codec_main
 from attncomp.codec import decode, encode
 from attncomp.codec.refine import hard_round, rd_loss, refine_latents, sga_round
 from attncomp.errors import WeightsError
 from attncomp.models import create, load, load_weights, save_weights
 
-from .helpers import TINY
+from .helpers import TINY, run_main
 
 SAMPLE = Path(__file__).parents[1] / "examples" / "kodim23.png"
 
@@ -80,11 +79,9 @@ def test_models_that_cannot_refine_lack_a_lambda_or_were_trained_for_ms_ssim_say
 
 
 def test_cli_refine_option(tmp_path):
-    codec = [sys.executable, "-m", "attncomp.cli.codec", "encode", SAMPLE]
-    negative = subprocess.run([*codec, tmp_path / "a.atc", "--refine", "-1"], capture_output=True, timeout=120)
+    negative = run_main(codec_main, ["encode", SAMPLE, tmp_path / "a.atc", "--refine", "-1"])
     assert negative.returncode == 2 and "negative" in negative.stderr.decode()
-    unsupported = subprocess.run([*codec, tmp_path / "b.atc", "--model", "spatial-ae", "--refine", "2"],
-                                 capture_output=True, timeout=120)
+    unsupported = run_main(codec_main, ["encode", SAMPLE, tmp_path / "b.atc", "--model", "spatial-ae", "--refine", "2"])
     err = unsupported.stderr.decode().strip()
     assert unsupported.returncode == 1 and err.startswith("attncomp-codec: error:") and "\n" not in err, err
     assert not (tmp_path / "b.atc").exists()

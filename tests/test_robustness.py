@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from attncomp import image as imageio
+from attncomp.cli.train import main as train_main
 from attncomp.codec import decode, encode, pack, unpack
 from attncomp.errors import AttncompError, ImageError, StreamError
 from attncomp.models import load_weights
 
-from .helpers import smooth_image, with_one_thread
+from .helpers import run_main, smooth_image, with_one_thread
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -199,11 +200,19 @@ def test_tiled_images_decode_to_the_full_size(model):
 # --- training survives faults -------------------------------------------------------------
 
 
-def train_cmd(folder, out, *extra):
-    return [sys.executable, "-m", "attncomp.cli.train", "--lmbda", "0.01",
-            "--model.model_config", "{N: 16, M: 24, postfilter_channels: 8, reduction: 4}",
+def train_args(folder, out, *extra):
+    return ["--lmbda", "0.01", "--model.model_config", "{N: 16, M: 24, postfilter_channels: 8, reduction: 4}",
             "--data", str(folder), "--val-data", str(folder), "--data.crop_size", "64", "--data.batch_size", "2",
             "--out", str(out), "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1", *extra]
+
+
+def train_cmd(folder, out, *extra):
+    return [sys.executable, "-m", "attncomp.cli.train", *train_args(folder, out, *extra)]
+
+
+def train(args):
+    """attncomp-train in this process (only the kill -9 test needs a process of its own)."""
+    return run_main(train_main, args)
 
 
 @pytest.fixture(scope="module")
@@ -236,29 +245,27 @@ def test_kill_9_then_resume_loses_nothing_before_the_last_checkpoint(tmp_path, f
 def test_corrupt_or_mismatched_checkpoints_give_one_clear_line(tmp_path, folder):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"\x80\x02garbage")
-    result = subprocess.run(train_cmd(folder, tmp_path / "r", "--max-steps", "1", "--resume", broken),
-                            capture_output=True, timeout=300)
+    result = train(train_args(folder, tmp_path / "r", "--max-steps", "1", "--resume", broken))
     assert result.returncode == 1 and "cannot read checkpoint" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
 
-    first = subprocess.run(train_cmd(folder, tmp_path / "a", "--max-steps", "1"), capture_output=True, timeout=300)
+    first = train(train_args(folder, tmp_path / "a", "--max-steps", "1"))
     assert first.returncode == 0
-    other = train_cmd(folder, tmp_path / "b", "--max-steps", "2", "--resume", tmp_path / "a" / "checkpoints" / "last.ckpt")
+    other = train_args(folder, tmp_path / "b", "--max-steps", "2", "--resume", tmp_path / "a" / "checkpoints" / "last.ckpt")
     other[other.index("{N: 16, M: 24, postfilter_channels: 8, reduction: 4}")] = "{N: 8, M: 16, postfilter_channels: 8, reduction: 4}"
-    result = subprocess.run(other, capture_output=True, timeout=300)
+    result = train(other)
     assert result.returncode == 1 and "different model" in result.stderr.decode()
 
 
 def test_configuration_mistakes_give_one_clear_line(tmp_path, folder):
-    bad_interval = subprocess.run(train_cmd(folder, tmp_path / "c", "--max-steps", "1", "--checkpoint_every", "-1"),
-                                  capture_output=True, timeout=300)
+    bad_interval = train(train_args(folder, tmp_path / "c", "--max-steps", "1", "--checkpoint_every", "-1"))
     err = bad_interval.stderr.decode()
     assert bad_interval.returncode == 1 and "every_n_train_steps" in err and "Traceback" not in err, err[-2000:]
 
-    assert subprocess.run(train_cmd(folder, tmp_path / "a", "--max-steps", "1"), capture_output=True, timeout=300).returncode == 0
-    resized = train_cmd(folder, tmp_path / "b", "--max-steps", "1", "--model.init_weights", tmp_path / "a" / "weights.pt")
+    assert train(train_args(folder, tmp_path / "a", "--max-steps", "1")).returncode == 0
+    resized = train_args(folder, tmp_path / "b", "--max-steps", "1", "--model.init_weights", tmp_path / "a" / "weights.pt")
     resized[resized.index("{N: 16, M: 24, postfilter_channels: 8, reduction: 4}")] = "{N: 16, M: 32}"
-    result = subprocess.run(resized, capture_output=True, timeout=300)
+    result = train(resized)
     err = result.stderr.decode()
     assert result.returncode == 1 and "fixes the model's M" in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "b" / "weights.pt").exists()

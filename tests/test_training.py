@@ -11,12 +11,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from attncomp.cli.train import main as train_main
 from attncomp.codec import decode, encode
 from attncomp.models import load_weights
 from attncomp.training import CompressionModule
 from attncomp.training.module import ms_ssim_float32, step_decay
 
-from .helpers import TINY, smooth_image
+from .helpers import TINY, run_main, smooth_image
 
 TRAIN = [sys.executable, "-m", "attncomp.cli.train"]
 
@@ -94,12 +95,16 @@ def image_folder(tmp_path_factory):
     return folder
 
 
-def cli(out, folder, *extra):
-    args = ["--model.model_config", "{N: 16, M: 24, postfilter_channels: 8, reduction: 4}", "--data", folder,
-            "--val-data", folder, "--data.crop_size", "64", "--data.batch_size", "2", "--out", out,
+def cli_args(out, folder, *extra):
+    return ["--lmbda", "0.0067", "--model.model_config", "{N: 16, M: 24, postfilter_channels: 8, reduction: 4}",
+            "--data", folder, "--val-data", folder, "--data.crop_size", "64", "--data.batch_size", "2", "--out", out,
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1", *extra]
-    return subprocess.run([*TRAIN, "--lmbda", "0.0067", *map(str, args)], capture_output=True, timeout=600)
+
+
+def cli(out, folder, *extra):
+    """attncomp-train in this process (the DDP test and --help run it as a user does)."""
+    return run_main(train_main, cli_args(out, folder, *extra))
 
 
 def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_folder):
@@ -141,8 +146,7 @@ def test_a_resumed_fine_tune_keeps_the_record_of_the_weights_it_started_from(tmp
 
 
 def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_runs_it_cannot_continue(tmp_path, image_folder):
-    gray = subprocess.run([*TRAIN, "--model.model", "spatial-ae-gray", "--data", image_folder, "--out", tmp_path / "g"],
-                          capture_output=True, timeout=600)
+    gray = run_main(train_main, ["--model.model", "spatial-ae-gray", "--data", image_folder, "--out", tmp_path / "g"])
     err = gray.stderr.decode().strip()
     assert gray.returncode == 1 and err.endswith("pass --data.channels 1") and "Traceback" not in err, err[-2000:]
     sized = cli(tmp_path / "g", image_folder, "--model.model", "spatial-ae-gray", "--data.channels", "1")
@@ -169,8 +173,9 @@ def test_cli_help_and_print_config():
 
 
 def test_ddp_with_two_cpu_processes(tmp_path, image_folder):
-    result = cli(tmp_path / "ddp", image_folder, "--max-steps", "3", "--accelerator", "cpu", "--devices", "2",
-                 "--strategy", "ddp", "--checkpoint_every", "3")
+    args = cli_args(tmp_path / "ddp", image_folder, "--max-steps", "3", "--accelerator", "cpu", "--devices", "2",
+                    "--strategy", "ddp", "--checkpoint_every", "3")
+    result = subprocess.run([*TRAIN, *map(str, args)], capture_output=True, timeout=600)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert "MEMBER: 2/2" in result.stderr.decode() + result.stdout.decode()  # the second process joined
     assert torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
