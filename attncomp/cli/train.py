@@ -30,6 +30,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from ..errors import AttncompError
 from ..files import atomic_write
 from ..models import image_channels
+from ..models.layers import bfloat16_is_fast
 from ..training import (
     CompressionModule,
     ExportWeights,
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         channels = image_channels(cli.model.model)
         if cli.datamodule.hparams.channels != channels:
             raise AttncompError(f"{cli.model.hparams.model} codes {channels}-channel images: pass --data.channels {channels}")
+        device = cli.trainer.strategy.root_device
+        if str(cli.trainer.precision).startswith("bf16") and not bfloat16_is_fast(device):
+            print(f"attncomp-train: warning: this {device.type.upper()} has no fast bf16 (it needs AVX-512): "
+                  "--precision 32 trains far faster here", file=sys.stderr)
         out, resume = Path(cli.config["out"]), cli.config["resume"]
         if resume == "last":
             last = out / "checkpoints" / "last.ckpt"

@@ -22,6 +22,7 @@ import contextlib
 import torch
 
 from ..errors import WeightsError
+from ..models.layers import bfloat16_is_fast
 
 LEARNING_RATE = 0.01
 TAU_START, TAU_END = 0.5, 0.1  # SGA temperature, annealed geometrically over the steps
@@ -96,7 +97,8 @@ def refine_latents(
         generator = torch.Generator(x.device).manual_seed(seed)
         for step in range(steps):
             tau = TAU_START * (TAU_END / TAU_START) ** (step / max(steps - 1, 1))
-            with torch.autocast(x.device.type, dtype=torch.bfloat16):  # ~3x faster on CPU; bits stay float32
+            # bf16: ~3x faster where the CPU has bf16 kernels (AVX-512); the bits stay float32
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bfloat16_is_fast(x.device)):
                 loss = rd_loss(model, latents, x, lmbda, lambda v, o: sga_round(v, o, tau, generator))
             optimizer.zero_grad()
             loss.backward()  # the weights are frozen: only the latents get gradients

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -14,6 +16,12 @@ from ..errors import ImageError
 from ..image import list_images, open_image, read_split
 
 log = logging.getLogger(__name__)
+
+
+def default_train_dir() -> Optional[str]:
+    """``$ATTNCOMP_DATA/train`` (default ``../shared/data/train``) if it exists, read when a run starts."""
+    path = Path(os.environ.get("ATTNCOMP_DATA", "../shared/data")) / "train"
+    return str(path) if path.is_dir() else None
 
 
 def load_folder(
@@ -149,7 +157,8 @@ class ImageFolderData(pl.LightningDataModule):
     """Training crops from ``train_dir``; whole-image validation on a held-out split or ``val_dir``.
 
     Args:
-        train_dir: folder of training images (png, jpg, webp…, searched recursively).
+        train_dir: folder of training images (png, jpg, webp…, searched recursively);
+            by default :func:`default_train_dir`.
         val_dir: a separate validation folder (never the test set).
         val_split: a file of image stems in ``train_dir`` (``configs/validation_split.txt``) held
             out of training; validation uses them unless ``val_dir`` is given.
@@ -184,18 +193,19 @@ class ImageFolderData(pl.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         hp = self.hparams
         held_out = read_split(hp.val_split) if hp.val_split else set()
+        train_dir = hp.train_dir or default_train_dir()
         if not self.train_images and stage in (None, "fit"):
-            if hp.train_dir is None:
+            if train_dir is None:
                 raise ImageError("no training data: pass --data DIR")
-            self.train_images = load_folder(hp.train_dir, hp.channels, hp.crop_size, exclude=held_out)
+            self.train_images = load_folder(train_dir, hp.channels, hp.crop_size, exclude=held_out)
         if not self.val_images and stage in (None, "fit", "validate"):
             if hp.val_dir is not None:
                 self.val_images = load_folder(hp.val_dir, hp.channels, 64)[: hp.val_images]
-            elif held_out and hp.train_dir is not None:
+            elif held_out and train_dir is not None:
                 try:
-                    self.val_images = load_folder(hp.train_dir, hp.channels, 64, include=held_out)[: hp.val_images]
+                    self.val_images = load_folder(train_dir, hp.channels, 64, include=held_out)[: hp.val_images]
                 except ImageError:  # another folder than the split was made for: train on all of it
-                    log.warning("no image of %s is in %s: no validation", hp.val_split, hp.train_dir)
+                    log.warning("no image of %s is in %s: no validation", hp.val_split, train_dir)
 
     def train_dataloader(self) -> DataLoader:
         steps = 16 * len(self.train_images) // self.hparams.batch_size
