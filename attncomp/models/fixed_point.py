@@ -17,8 +17,9 @@ the hardware. Following Ballé et al., "Integer networks for data compression"
 
 Only IEEE-754 operations that are exact or correctly rounded are used, so
 every machine computes the same scales bit for bit. It always runs on the
-CPU, whatever device holds the model (h_s sees 1/256 of the pixels): a GPU's
-convolution libraries may pick algorithms (FFT, Winograd) that are not exact.
+CPU, whatever device holds the model (its output has 1/256 of the image's
+pixels, so this costs little): a GPU's convolution libraries may pick
+algorithms (FFT, Winograd) that are not exact.
 """
 
 from __future__ import annotations

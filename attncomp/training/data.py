@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -78,6 +79,7 @@ class RandomCrops(Dataset):
         return crop.float().div_(255)
 
 
+@dataclass(frozen=True)
 class CropPool:
     """Every training image in one flat uint8 buffer, cropped and flipped on whatever device holds it.
 
@@ -85,8 +87,11 @@ class CropPool:
     starves the accelerator. Images share one channel count; sizes may differ.
     """
 
-    def __init__(self, pixels, offsets, heights, widths, channels: int):
-        self.pixels, self.offsets, self.heights, self.widths, self.channels = pixels, offsets, heights, widths, channels
+    pixels: torch.Tensor  # each image's C×H×W values, one image after another
+    offsets: torch.Tensor  # where each image starts in ``pixels``
+    heights: torch.Tensor
+    widths: torch.Tensor
+    channels: int
 
     @classmethod
     def of(cls, images: list[torch.Tensor]) -> "CropPool":
