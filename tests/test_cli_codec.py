@@ -190,3 +190,41 @@ def test_format_accepts_names_and_extensions(tmp_path, png, tiny_weights):
         result = run("decode", tmp_path / "a.atc", out, "--weights", tiny_weights, "--format", requested)
         assert result.returncode == 0, result.stderr.decode()
         assert Image.open(out).format == expected
+
+
+def test_many_files_in_one_call_one_bad_file_does_not_stop_the_others(tmp_path, png, tiny_weights):
+    images = [png(64, 96, name=f"img{i}.png") for i in range(3)]
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    streams, decoded = tmp_path / "streams", tmp_path / "decoded"
+    streams.mkdir()
+    decoded.mkdir()
+    result = run("encode", *images, broken, "-o", streams, "--weights", tiny_weights)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "broken.png: input is not an image" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in streams.iterdir()) == ["img0.atc", "img1.atc", "img2.atc"]
+    total = sum(p.stat().st_size for p in streams.iterdir())
+    assert f"3 of 4 files, {total} bytes of streams" in err and "1 failed" in err
+
+    result = run("decode", *sorted(streams.iterdir()), "-o", decoded, "--weights", tiny_weights, "--format", "webp")
+    assert result.returncode == 0, result.stderr.decode()
+    assert sorted(p.name for p in decoded.iterdir()) == ["img0.webp", "img1.webp", "img2.webp"]
+    assert Image.open(decoded / "img0.webp").size == (96, 64)
+
+    before = (streams / "img0.atc").read_bytes()
+    again = run("encode", images[0], images[1], "-o", streams, "--weights", tiny_weights)
+    assert again.returncode == 1 and again.stderr.decode().count("exists; use --force") == 2
+    assert (streams / "img0.atc").read_bytes() == before
+
+
+def test_many_files_mistakes_are_refused_before_any_work(tmp_path, png, tiny_weights):
+    a, b = png(name="a.png"), png(name="b.png")
+    (tmp_path / "other").mkdir()
+    same_name = tmp_path / "other" / "a.png"
+    same_name.write_bytes(a.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    assert_clean_error(run("encode", a, b, tmp_path / "c.atc", "--weights", tiny_weights), "-o FOLDER")
+    assert_clean_error(run("encode", a, b, "-o", tmp_path / "missing", "--weights", tiny_weights), "does not exist")
+    assert_clean_error(run("encode", a, same_name, "-o", out, "--weights", tiny_weights), "several inputs would write")
+    assert list(out.iterdir()) == []

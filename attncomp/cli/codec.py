@@ -6,6 +6,8 @@ examples:
   attncomp-codec encode photo.png out.atc --weights run/weights.pt
   attncomp-codec encode photo.png photo.atc --refine 50     ~18% fewer bits at equal PSNR, slower
   attncomp-codec decode photo.atc photo.png                 format from the extension
+  attncomp-codec encode *.png -o streams/                   many images, one model load
+  attncomp-codec decode streams/*.atc -o images/ --format webp
   attncomp-codec info photo.atc
   cat photo.png | attncomp-codec encode - - > photo.atc     "-" is stdin/stdout
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..codec import DEFAULT_TILE
-from ..errors import AttncompError
+from ..errors import AttncompError, WeightsError
 from ..files import atomic_write, read_bytes
 from ..models import DEFAULT_MODEL, DEFAULT_QUALITY, ZOO, zoo
 from . import non_negative
@@ -80,42 +82,112 @@ def load_model(args):
     return zoo.load(args.model or DEFAULT_MODEL, DEFAULT_QUALITY if args.quality is None else args.quality)
 
 
-def cmd_encode(args) -> None:
+def jobs(args, suffix: str) -> list[tuple[str, str]]:
+    """(input, output) pairs: ``INPUT OUTPUT``, or ``INPUT... -o FOLDER`` (FOLDER/<name><suffix> each)."""
+    if args.out_dir is None:
+        if len(args.paths) != 2:
+            raise AttncompError("give INPUT OUTPUT, or INPUT... -o FOLDER")
+        return [tuple(args.paths)]
+    folder = Path(args.out_dir)
+    if not folder.is_dir():
+        raise AttncompError(f"folder {folder} does not exist")
+    if "-" in args.paths:
+        raise AttncompError("- (stdin) cannot be one of several inputs")
+    pairs = [(path, str(folder / (Path(path).stem + suffix))) for path in args.paths]
+    outputs = [output for _, output in pairs]
+    twice = sorted({o for o in outputs if outputs.count(o) > 1})
+    if twice:
+        raise AttncompError(f"several inputs would write {', '.join(twice)}: give them other names")
+    return pairs
+
+
+def run_jobs(pairs, code_one) -> int:
+    """``code_one(input, output)`` for each pair; with several, a failure is reported and the rest still run.
+
+    ``code_one`` returns its one-line report and (bytes, pixels) for the summary.
+    """
+    if len(pairs) == 1:  # the single-file form: an error ends the command with one line
+        line, _ = code_one(*pairs[0])
+        print(line, file=sys.stderr)
+        return 0
+    from tqdm import tqdm
+
+    failed, total_bytes, total_pixels = 0, 0, 0
+    with tqdm(total=len(pairs), unit="file", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        for source, output in pairs:
+            try:
+                line, (size, pixels) = code_one(source, output)
+                total_bytes, total_pixels = total_bytes + size, total_pixels + pixels
+                tqdm.write(line, file=sys.stderr)
+            except (AttncompError, ValueError, OSError) as exc:
+                failed += 1
+                tqdm.write(f"{PROG}: error: {source}: {exc}", file=sys.stderr)
+            bar.update()
+    done = len(pairs) - failed
+    rate = f", {8 * total_bytes / total_pixels:.4f} bpp" if total_pixels else ""
+    print(f"{done} of {len(pairs)} files, {total_bytes} bytes of streams{rate}"
+          + (f"; {failed} failed" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_encode(args) -> int:
     from ..codec import encode, unpack
 
-    check_output(args.output, args.force)
-    source = read_input(args.input)
+    pairs = jobs(args, ".atc")
     model = load_model(args)
-    start = time.perf_counter()
-    data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
-    seconds = time.perf_counter() - start
-    write_output(args.output, data)
-    header = unpack(data)
-    pixels = header.width * header.height
-    print(
-        f"{args.output}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, "
-        f"{model.zoo_name} {f'q{model.quality}' if model.quality else 'custom weights'}, {seconds:.2f} s",
-        file=sys.stderr,
-    )
+    name = f"{model.zoo_name} {f'q{model.quality}' if model.quality else 'custom weights'}"
+
+    def encode_one(source_path: str, output: str):
+        check_output(output, args.force)
+        source = read_input(source_path)
+        start = time.perf_counter()
+        data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
+        seconds = time.perf_counter() - start
+        write_output(output, data)
+        header = unpack(data)
+        pixels = header.width * header.height
+        line = f"{output}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, {name}, {seconds:.2f} s"
+        return line, (len(data), pixels)
+
+    return run_jobs(pairs, encode_one)
 
 
-def cmd_decode(args) -> None:
-    from ..codec import decode
+def cmd_decode(args) -> int:
+    from ..codec import decode, unpack
 
-    check_output(args.output, args.force)
-    fmt = image_format(args.output, args.format)
-    data = read_input(args.input)
-    model = zoo.load_weights(args.weights) if args.weights else None
-    start = time.perf_counter()
-    image = decode(data, model)
-    seconds = time.perf_counter() - start
-    buffer = io.BytesIO()
-    try:
-        image.save(buffer, format=fmt)
-    except (KeyError, OSError, ValueError) as exc:
-        raise AttncompError(f"cannot write {fmt}: {exc}") from None
-    write_output(args.output, buffer.getvalue())
-    print(f"{args.output}: {image.width}×{image.height} {image.mode}, {seconds:.2f} s", file=sys.stderr)
+    pairs = jobs(args, "." + (args.format or "png").lower().lstrip("."))
+    weights = zoo.load_weights(args.weights) if args.weights else None
+    bundled = {}  # one load per bundled model the streams name
+
+    def decode_one(source: str, output: str):
+        check_output(output, args.force)
+        fmt = image_format(output, args.format)
+        data = read_input(source)
+        model = weights
+        if model is None:
+            stream = unpack(data)
+            key = (stream.model, stream.quality)
+            if key not in bundled:
+                try:
+                    bundled[key] = zoo.load(*key) if stream.quality else None
+                except WeightsError:
+                    bundled[key] = None  # decode() says which weights the stream needs
+            model = bundled[key]
+            if model is not None and zoo.weights_hash(model) != stream.weights_hash:
+                model = None  # decode() explains the mismatch
+        start = time.perf_counter()
+        image = decode(data, model)
+        seconds = time.perf_counter() - start
+        buffer = io.BytesIO()
+        try:
+            image.save(buffer, format=fmt)
+        except (KeyError, OSError, ValueError) as exc:
+            raise AttncompError(f"cannot write {fmt}: {exc}") from None
+        write_output(output, buffer.getvalue())
+        line = f"{output}: {image.width}×{image.height} {image.mode}, {seconds:.2f} s"
+        return line, (len(data), image.width * image.height)
+
+    return run_jobs(pairs, decode_one)
 
 
 def cmd_info(args) -> None:
@@ -138,8 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="{encode,decode,info}")
 
     enc = commands.add_parser("encode", help="compress an image into a stream")
-    enc.add_argument("input", help="image file (png, jpg, webp, …) or - for stdin")
-    enc.add_argument("output", help="stream file, or - for stdout")
+    enc.add_argument("paths", nargs="+", metavar="INPUT OUTPUT",
+                     help="image file (png, jpg, webp, …) or - for stdin, then the stream file or - for stdout; "
+                     "or several images with -o FOLDER")
+    enc.add_argument("-o", "--out-dir", metavar="FOLDER", help="write FOLDER/<name>.atc for each input image")
     enc.add_argument("--model", choices=sorted(ZOO), metavar="NAME",
                      help=f"zoo model (default {DEFAULT_MODEL}): "
                      + "; ".join(f"{name}, {ZOO[name].description}" for name in sorted(ZOO)))
@@ -155,8 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc.set_defaults(run=cmd_encode)
 
     dec = commands.add_parser("decode", help="decompress a stream into an image")
-    dec.add_argument("input", help="stream file, or - for stdin")
-    dec.add_argument("output", help="image file (format from the extension), or - for PNG on stdout")
+    dec.add_argument("paths", nargs="+", metavar="INPUT OUTPUT",
+                     help="stream file or - for stdin, then the image file (format from the extension) or - for PNG "
+                     "on stdout; or several streams with -o FOLDER")
+    dec.add_argument("-o", "--out-dir", metavar="FOLDER", help="write FOLDER/<name>.png (or --format) for each stream")
     dec.add_argument("--weights", metavar="FILE", help="the weights file the stream was encoded with, if not bundled")
     dec.add_argument("--format", help="image format when the extension does not tell (PNG, WEBP, JPEG…)")
     dec.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -171,13 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except (AttncompError, ValueError, OSError) as exc:  # OSError: e.g. a closed stdout pipe
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
