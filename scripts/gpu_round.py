@@ -26,10 +26,11 @@ import tarfile
 import time
 from pathlib import Path
 
+from attncomp.models import zoo
+
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLED = ROOT / "attncomp" / "models" / "weights"
-LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.18}
-MODEL = "attn-hyperprior"
+MODEL = zoo.DEFAULT_MODEL
+LAMBDAS = zoo.entry(MODEL).lambdas
 
 
 def parse(argv):
@@ -45,7 +46,7 @@ def parse(argv):
     parser.add_argument("--check-images", type=int, default=3, help="validation images coded for the stream check")
     args, extra = parser.parse_known_args(argv)  # the rest goes to attncomp-train (e.g. --accelerator cpu)
     if args.init is None:
-        args.init = Path(".trip/init") if Path(".trip/init").is_dir() else BUNDLED
+        args.init = Path(".trip/init") if Path(".trip/init").is_dir() else zoo.bundled_weights(MODEL, 1).parent
     return args, extra
 
 
@@ -78,10 +79,7 @@ def start(args, extra, quality: int) -> subprocess.Popen:
 
 
 def summarise(run: Path, wall: float) -> dict:
-    import torch  # after training: the round's own process stays light while the runs train
-
-    payload = torch.load(run / "weights.pt", map_location="cpu", weights_only=True)
-    training = payload["training"]
+    training = zoo.read_weights(run / "weights.pt")["training"]
     pixels = training["steps_this_run"] * training["batch_size"] * training["crop_size"] ** 2
     point = json.loads((run / "validation.json").read_text()) if (run / "validation.json").is_file() else None
     return dict(
@@ -100,9 +98,8 @@ def code_streams(weights: Path, images: list[Path], tar: tarfile.TarFile) -> Non
     import torch
 
     from attncomp.codec import decode, encode
-    from attncomp.models import load_weights
 
-    model = load_weights(weights)
+    model = zoo.load_weights(weights)
     if torch.cuda.is_available():
         model = model.cuda()
     for path in images:

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from attncomp.evaluation.metrics import psnr
+
 WHEELS = ["compressai==1.2.8", "jsonargparse==4.53.0", "docstring-parser==0.18.0", "typeshed-client==2.15.0",
           "pytorch-msssim==1.0.0"]
 PLATFORMS = ["manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
@@ -48,9 +50,8 @@ def pack_image(path: Path, long_side: int, quality: int) -> tuple[bytes, float]:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="WEBP", quality=quality, method=6)
-    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), dtype=np.float64)
-    mse = np.mean((decoded - np.asarray(image, dtype=np.float64)) ** 2)
-    return buffer.getvalue(), 10 * np.log10(255**2 / max(mse, 1e-10))
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return buffer.getvalue(), psnr(np.asarray(image), decoded)
 
 
 def make_pack(source: Path, folder: Path, long_side: int, quality: int) -> dict:

@@ -23,6 +23,16 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
     return array[..., 0] if channels == 1 else array
 
 
+def image_folder(folder, count: int, height: int, width: int):
+    """``folder`` with ``count`` generated images ``img0.png``… of ``height``×``width``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in range(count):
+        Image.fromarray(smooth_image(height, width, seed=seed)).save(folder / f"img{seed}.png")
+    return folder
+
+
 def with_one_thread(fn, *args):
     """``fn(*args)`` computed with a single intra-op thread (another summation order)."""
     threads = torch.get_num_threads()

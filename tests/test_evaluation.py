@@ -14,7 +14,7 @@ from attncomp.cli.evaluate import main as evaluate_main
 from attncomp.evaluation import bd_rate, ms_ssim, psnr
 from attncomp.evaluation.anchors import SWEEPS, available, roundtrip
 
-from .helpers import run_main, smooth_image
+from .helpers import image_folder, run_main, smooth_image
 
 
 def test_psnr_of_identical_images_is_infinite_and_of_known_error_is_exact():
@@ -72,10 +72,7 @@ def test_estimated_rate_is_measured_on_the_tiles_the_codec_codes():
 
 
 def test_report_from_two_tiny_images(tmp_path, tiny_weights):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for seed in range(2):
-        Image.fromarray(smooth_image(64, 96, seed=seed)).save(folder / f"img{seed}.png")
+    folder = image_folder(tmp_path / "images", 2, 64, 96)
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "attncomp.cli.evaluate", folder, "--weights", tiny_weights,
@@ -164,10 +161,7 @@ def test_report_maps_of_a_large_image_cover_its_first_tile(tiny_weights):
 
 
 def test_eval_on_a_split_codes_only_the_images_it_lists(tmp_path, tiny_weights):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for seed in range(3):
-        Image.fromarray(smooth_image(64, 64, seed=seed)).save(folder / f"img{seed}.png")
+    folder = image_folder(tmp_path / "images", 3, 64, 64)
     split = tmp_path / "split.txt"
     split.write_text("# held out\nimg0\nimg2\n")
     out = tmp_path / "out"

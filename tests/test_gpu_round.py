@@ -14,16 +14,13 @@ from PIL import Image
 from attncomp.codec import decode
 from attncomp.models import create, load_weights, save_weights
 
-from .helpers import TINY, smooth_image
+from .helpers import TINY, image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_round_trains_validates_returns_its_files_and_the_next_round_continues(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for seed in range(4):
-        Image.fromarray(smooth_image(80, 96, seed=seed)).save(data / f"img{seed}.png")
+    data = image_folder(tmp_path / "data", 4, 80, 96)
     split = tmp_path / "split.txt"
     split.write_text("# held out\nimg3\n")
     init = tmp_path / "init"

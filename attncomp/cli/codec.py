@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..codec import DEFAULT_TILE
-from ..errors import AttncompError, WeightsError
+from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
 from ..models import DEFAULT_MODEL, DEFAULT_QUALITY, ZOO, zoo
 from . import non_negative
@@ -153,7 +153,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from ..codec import decode, unpack
+    from ..codec import decode, model_for, unpack
 
     pairs = jobs(args, "." + (args.format or "png").lower().lstrip("."))
     weights = zoo.load_weights(args.weights) if args.weights else None
@@ -166,15 +166,10 @@ def cmd_decode(args) -> int:
         model = weights
         if model is None:
             stream = unpack(data)
-            key = (stream.model, stream.quality)
-            if key not in bundled:
-                try:
-                    bundled[key] = zoo.load(*key) if stream.quality else None
-                except WeightsError:
-                    bundled[key] = None  # decode() says which weights the stream needs
+            key = (stream.model, stream.quality, stream.weights_hash)
+            if key not in bundled:  # its errors say which weights the stream needs
+                bundled[key] = model_for(stream)
             model = bundled[key]
-            if model is not None and zoo.weights_hash(model) != stream.weights_hash:
-                model = None  # decode() explains the mismatch
         start = time.perf_counter()
         image = decode(data, model)
         seconds = time.perf_counter() - start
