@@ -1,11 +1,8 @@
 """attncomp: learned image compression with channel attention, on CompressAI."""
 
-import warnings
+from . import compressai_adapter
 
-with warnings.catch_warnings():
-    # compressai imports torch_geometric, whose torch.jit.script calls warn of a deprecation that means
-    # nothing to an attncomp user; imported here, first, so that every entry point is quiet
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-    import compressai  # noqa: F401
+# before anything imports compressai: its point-cloud, dataset and scipy imports are deferred to their first use
+compressai_adapter.install()
 
 __version__ = "0.1.0"

@@ -12,23 +12,26 @@ examples:
   cat photo.png | attncomp-codec encode - - > photo.atc     "-" is stdin/stdout
 """
 
+# Start-up: --help, bad arguments, a missing input or an existing output are answered without importing
+# torch (seconds): this module imports only the torch-free catalog, container and file helpers, and the
+# codec and models are imported once an image or stream is about to be coded (tests/test_startup.py).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import sys
 import time
 from pathlib import Path
 
-from PIL import Image
-
-from ..codec import DEFAULT_TILE
+from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY
+from ..codec.container import unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
-from ..models import DEFAULT_MODEL, DEFAULT_QUALITY, ZOO, zoo
 from . import non_negative
 
 PROG = "attncomp-codec"
+TILE_HELP_DEFAULT = 1024  # attncomp.codec.DEFAULT_TILE, written out so that --help needs no torch (a test compares)
 
 
 def read_input(path: str) -> bytes:
@@ -59,6 +62,8 @@ def write_output(path: str, data: bytes) -> None:
 
 def image_format(path: str, requested: str | None) -> str:
     """The Pillow format to write: --format (a name or an extension: PNG, jpg, tif…), else the extension."""
+    from PIL import Image
+
     Image.init()
     extensions = Image.registered_extensions()
     if requested:
@@ -74,10 +79,16 @@ def image_format(path: str, requested: str | None) -> str:
     return extensions[extension]
 
 
+def check_model_args(args) -> None:
+    if args.weights and (args.model is not None or args.quality is not None):  # the file names its model and λ
+        raise AttncompError("--weights names its own model and quality: drop --model/--quality")
+
+
 def load_model(args):
+    """The --weights file's model, else the zoo's (imports torch: called once there is something to code)."""
+    from ..models import zoo
+
     if args.weights:
-        if args.model is not None or args.quality is not None:  # the file names its model and λ
-            raise ValueError("--weights names its own model and quality: drop --model/--quality")
         return zoo.load_weights(args.weights)
     return zoo.load(args.model or DEFAULT_MODEL, DEFAULT_QUALITY if args.quality is None else args.quality)
 
@@ -131,17 +142,22 @@ def run_jobs(pairs, code_one) -> int:
 
 
 def cmd_encode(args) -> int:
-    from ..codec import encode, unpack
-
+    check_model_args(args)
     pairs = jobs(args, ".atc")
-    model = load_model(args)
-    name = f"{model.zoo_name} {f'q{model.quality}' if model.quality else 'custom weights'}"
+    model_once = functools.cache(lambda: load_model(args))
+    if len(pairs) > 1:
+        model_once()  # a bad model or weights file: one error for the batch, before any file
 
     def encode_one(source_path: str, output: str):
         check_output(output, args.force)
         source = read_input(source_path)
+        from ..codec import DEFAULT_TILE, encode  # torch: there is an image to code
+
+        model = model_once()
+        name = f"{model.zoo_name} {f'q{model.quality}' if model.quality else 'custom weights'}"
+        tile = DEFAULT_TILE if args.tile is None else args.tile
         start = time.perf_counter()
-        data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
+        data = encode(source, model, tile_size=tile, refine_steps=args.refine)
         seconds = time.perf_counter() - start
         write_output(output, data)
         header = unpack(data)
@@ -153,19 +169,22 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from ..codec import decode, model_for, unpack
-
     pairs = jobs(args, "." + (args.format or "png").lower().lstrip("."))
-    weights = zoo.load_weights(args.weights) if args.weights else None
+    weights_once = functools.cache(lambda: load_model(args))
+    if len(pairs) > 1 and args.weights:
+        weights_once()  # a bad weights file: one error for the batch, before any file
     bundled = {}  # one load per bundled model the streams name
 
     def decode_one(source: str, output: str):
         check_output(output, args.force)
         fmt = image_format(output, args.format)
         data = read_input(source)
-        model = weights
-        if model is None:
-            stream = unpack(data)
+        stream = unpack(data)  # a truncated or corrupt stream is refused before torch is imported
+        from ..codec import decode, model_for  # torch: there is a stream to decode
+
+        if args.weights:
+            model = weights_once()
+        else:
             key = (stream.model, stream.quality, stream.weights_hash)
             if key not in bundled:  # its errors say which weights the stream needs
                 bundled[key] = model_for(stream)
@@ -186,8 +205,6 @@ def cmd_decode(args) -> int:
 
 
 def cmd_info(args) -> None:
-    from ..codec import unpack
-
     data = read_input(args.input)
     stream = unpack(data)
     payload = sum(len(s) for _, strings in stream.tiles for s in strings)
@@ -209,14 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="image file (png, jpg, webp, …) or - for stdin, then the stream file or - for stdout; "
                      "or several images with -o FOLDER")
     enc.add_argument("-o", "--out-dir", metavar="FOLDER", help="write FOLDER/<name>.atc for each input image")
-    enc.add_argument("--model", choices=sorted(ZOO), metavar="NAME",
+    enc.add_argument("--model", choices=sorted(CATALOG), metavar="NAME",
                      help=f"zoo model (default {DEFAULT_MODEL}): "
-                     + "; ".join(f"{name}, {ZOO[name].description}" for name in sorted(ZOO)))
+                     + "; ".join(f"{name}, {CATALOG[name].description}" for name in sorted(CATALOG)))
     enc.add_argument("--quality", type=int, metavar="Q",
                      help=f"1 (smallest) … 8 (best); CompressAI's λ for that quality (default {DEFAULT_QUALITY})")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
-    enc.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="PX",
-                     help=f"tile side for large images (default {DEFAULT_TILE})")
+    enc.add_argument("--tile", type=int, metavar="PX",  # default: the codec's DEFAULT_TILE, read once it is imported
+                     help=f"tile side for large images (default {TILE_HELP_DEFAULT})")
     enc.add_argument("--refine", type=non_negative, default=0, metavar="STEPS",
                      help="optimise the latents for this image (e.g. 50): smaller files at the same quality, "
                      "slower encoding, same decoder (default 0)")

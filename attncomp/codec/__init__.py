@@ -4,10 +4,41 @@
 >>> data = encode("kodim23.png")        # bundled default model, quality 3
 >>> image = decode(data)                 # the model is named inside the stream
 >>> smaller = encode("kodim23.png", refine_steps=50)   # slower encoder, same decoder
+
+Each name is imported at its first use (PEP 562): the container alone needs no
+torch, so ``attncomp-codec info`` and the CLI's checks of a stream run without it.
 """
 
-from .codec import DEFAULT_TILE, decode, encode, model_for
-from .container import FORMAT_VERSION, Stream, pack, tile_boxes, unpack
-from .refine import supports_refinement
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = ["DEFAULT_TILE", "FORMAT_VERSION", "Stream", "decode", "encode", "model_for", "pack", "supports_refinement", "tile_boxes", "unpack"]
+_HOMES = {
+    "DEFAULT_TILE": ".codec",
+    "decode": ".codec",
+    "encode": ".codec",
+    "model_for": ".codec",
+    "FORMAT_VERSION": ".container",
+    "Stream": ".container",
+    "pack": ".container",
+    "tile_boxes": ".container",
+    "unpack": ".container",
+    "supports_refinement": ".refine",
+}
+__all__ = sorted(_HOMES)
+
+if TYPE_CHECKING:
+    from .codec import DEFAULT_TILE, decode, encode, model_for
+    from .container import FORMAT_VERSION, Stream, pack, tile_boxes, unpack
+    from .refine import supports_refinement
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

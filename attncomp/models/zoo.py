@@ -1,7 +1,8 @@
 """Model registry and the exported weights format.
 
 A zoo name maps to a class, its constructor config and the λ of each
-quality. Quality q uses CompressAI's λ for its quality q (loss =
+quality (the names and settings are in :mod:`attncomp.catalog`, which has
+no torch). Quality q uses CompressAI's λ for its quality q (loss =
 λ·255²·MSE + bpp), so attncomp's and CompressAI's qualities line up.
 
 A weights file (``*.pt``) is a plain dict that ``torch.load(weights_only=True)``
@@ -28,6 +29,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 
+from ..catalog import CATALOG, COMPRESSAI_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY, LITE  # noqa: F401
 from ..errors import WeightsError
 from ..files import atomic_write
 from .hyperprior import AttentionHyperprior
@@ -36,8 +38,7 @@ from .spatial_ae import SpatialAttentionAE
 
 FORMAT = "attncomp-weights"
 FORMAT_VERSION = 1
-COMPRESSAI_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.18}
-LITE = dict(N=64, M=128, postfilter_channels=32)
+KINDS = {"hyperprior": AttentionHyperprior, "spatial-ae": SpatialAttentionAE}  # catalog kind → class
 
 
 @dataclass(frozen=True)
@@ -48,26 +49,11 @@ class ZooEntry:
     description: str = ""
 
 
+# the names and settings live in the torch-free catalog, so the CLI can list them without importing torch
 ZOO: dict[str, ZooEntry] = {
-    "attn-hyperprior": ZooEntry(
-        AttentionHyperprior, LITE, description="paper architecture at a CPU-trainable size (default)"
-    ),
-    "attn-hyperprior-paper": ZooEntry(
-        AttentionHyperprior, dict(N=192, M=320, postfilter_channels=192), description="paper sizes N=192, M=320"
-    ),
-    "plain-hyperprior": ZooEntry(
-        AttentionHyperprior, dict(LITE, attention=False, postfilter=False), description="ablation: no attention"
-    ),
-    "attn-hyperprior-noPF": ZooEntry(
-        AttentionHyperprior, dict(LITE, postfilter=False), description="ablation: attention, no post-filter"
-    ),
-    "spatial-ae": ZooEntry(SpatialAttentionAE, dict(in_channels=3), description="Wibowo's autoencoder, RGB"),
-    "spatial-ae-gray": ZooEntry(
-        SpatialAttentionAE, dict(in_channels=1), description="Wibowo's autoencoder, grayscale as the paper"
-    ),
+    name: ZooEntry(KINDS[spec.kind], spec.config, dict(spec.lambdas), spec.description)
+    for name, spec in CATALOG.items()
 }
-DEFAULT_MODEL = "attn-hyperprior"
-DEFAULT_QUALITY = 3
 _WEIGHTS_DIR = resources.files(__package__) / "weights"
 _EXACT_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")

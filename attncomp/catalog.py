@@ -1,0 +1,47 @@
+"""The zoo's names, descriptions, default and λ table, without torch.
+
+``attncomp-codec`` needs these for its ``--help`` and to check its arguments
+before it knows that it will code anything; importing torch to read a few
+strings would cost seconds. Each entry names its model *kind* as a string;
+:mod:`attncomp.models.zoo` maps kinds to classes and builds ``ZOO`` from here.
+Nothing heavy may be imported in this module (tests/test_startup.py checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# CompressAI's λ for its qualities 1..8 (loss = λ·255²·MSE + bpp): attncomp's quality q uses the same λ
+COMPRESSAI_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.18}
+LITE = dict(N=64, M=128, postfilter_channels=32)
+DEFAULT_MODEL = "attn-hyperprior"
+DEFAULT_QUALITY = 3
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    kind: str  # "hyperprior" (AttentionHyperprior) or "spatial-ae" (SpatialAttentionAE)
+    config: dict
+    description: str = ""
+    lambdas: dict = field(default_factory=lambda: dict(COMPRESSAI_LAMBDAS))
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    "attn-hyperprior": CatalogEntry("hyperprior", LITE, "paper architecture at a CPU-trainable size (default)"),
+    "attn-hyperprior-paper": CatalogEntry(
+        "hyperprior", dict(N=192, M=320, postfilter_channels=192), "paper sizes N=192, M=320"
+    ),
+    "plain-hyperprior": CatalogEntry(
+        "hyperprior", dict(LITE, attention="none", postfilter="none"), "ablation: no attention, no post-filter"
+    ),
+    "attn-hyperprior-noPF": CatalogEntry(
+        "hyperprior", dict(LITE, postfilter="none"), "ablation: attention, no post-filter"
+    ),
+    "attn-hyperprior-vbr": CatalogEntry(
+        "hyperprior",
+        dict(LITE, attention="residual", postfilter="residual", prior="mean-scale", lambdas=tuple(COMPRESSAI_LAMBDAS.values())),
+        "one variable-rate model for qualities 1-8 and between; residual blocks, mean-scale prior",
+    ),
+    "spatial-ae": CatalogEntry("spatial-ae", dict(in_channels=3), "Wibowo's autoencoder, RGB"),
+    "spatial-ae-gray": CatalogEntry("spatial-ae", dict(in_channels=1), "Wibowo's autoencoder, grayscale as the paper"),
+}

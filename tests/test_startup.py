@@ -1,0 +1,175 @@
+"""Start-up: what attncomp-codec answers without importing torch, and what CompressAI's import leaves out.
+
+Each check runs in a fresh interpreter (this one has torch and compressai loaded long ago) and reads
+``sys.modules``; timings are benchmarks/startup.py's business, not a test's.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from attncomp import compressai_adapter
+from attncomp.catalog import CATALOG
+from attncomp.codec.container import Stream, pack
+
+
+def fresh_python(code: str, *args) -> dict:
+    """Run ``code`` in a new interpreter; it prints one JSON object as its last line."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+# runs attncomp-codec's main for each argv given as JSON, noting after each whether torch was imported
+RUN_CLI = """
+    import contextlib, io, json, sys
+    from attncomp.cli.codec import main
+    report = []
+    for argv in json.loads(sys.argv[1]):
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            try:
+                status = main(argv)
+            except SystemExit as exc:  # argparse: --help, usage errors
+                status = exc.code
+        report.append([argv, status, err.getvalue().strip(), "torch" in sys.modules])
+    print(json.dumps(report))
+"""
+
+
+def test_help_and_user_mistakes_are_answered_without_torch(tmp_path):
+    image = tmp_path / "in.png"
+    image.write_bytes(b"not looked at: every case below stops before reading it")
+    existing = tmp_path / "out.atc"
+    existing.write_bytes(b"keep me")
+    corrupt = tmp_path / "bad.atc"
+    corrupt.write_bytes(b"ATNC" + bytes(40))
+    cases = [
+        ["--help"],
+        ["encode", "--help"],
+        ["encode", str(tmp_path / "missing.png"), str(tmp_path / "a.atc")],  # missing input
+        ["encode", str(image), str(existing)],  # output exists, no --force
+        ["encode", str(image), str(tmp_path / "no" / "a.atc")],  # output folder missing
+        ["encode", str(image), str(tmp_path / "a.atc"), "--model", "nonsense"],
+        ["encode", str(image), str(tmp_path / "a.atc"), "--weights", "w.pt", "--quality", "3"],
+        ["encode", str(image), "-o", str(tmp_path / "nowhere")],
+        ["decode", str(corrupt), str(tmp_path / "b.png")],  # corrupt stream: refused by the container
+        ["decode", str(corrupt), str(tmp_path / "b.xyz")],  # unknown image format
+        ["info", str(corrupt)],
+        ["frobnicate"],
+    ]
+    report = fresh_python(RUN_CLI, json.dumps(cases))
+    for argv, status, err, torch_loaded in report:
+        assert not torch_loaded, f"attncomp-codec {' '.join(argv)} imported torch"
+        assert status == (0 if "--help" in argv else 2 if argv[0] == "frobnicate" or "nonsense" in argv else 1), argv
+        if status == 1:
+            assert err.startswith("attncomp-codec: error:") and "\n" not in err, err
+
+
+def test_info_reads_a_stream_without_torch(tmp_path):
+    stream = Stream("attn-hyperprior", 3, bytes(range(8)), 96, 64, "RGB", 1024, tiles=[((1, 2), [b"abc", b"de"])])
+    path = tmp_path / "a.atc"
+    path.write_bytes(pack(stream))
+    [(argv, status, err, torch_loaded)] = fresh_python(RUN_CLI, json.dumps([["info", str(path)]]))
+    assert status == 0, err
+    assert not torch_loaded
+
+
+def test_help_states_the_codecs_default_tile():
+    from attncomp.cli.codec import TILE_HELP_DEFAULT
+    from attncomp.codec import DEFAULT_TILE
+    from attncomp.models import ZOO
+
+    assert TILE_HELP_DEFAULT == DEFAULT_TILE
+    assert {name: entry.description for name, entry in ZOO.items()} == {n: e.description for n, e in CATALOG.items()}
+
+
+def test_compressai_imports_without_torch_geometric_and_its_deferred_parts_still_work():
+    """The guard of attncomp/compressai_adapter.py, against the installed CompressAI.
+
+    If this fails after a CompressAI upgrade, the adapter fell back to normal imports (slower start-up,
+    nothing wrong): see which module it no longer finds in DEFERRED there.
+    """
+    heavy = ["torch_geometric", "torchvision"]
+    adapted = fresh_python(f"""
+        import json, sys
+        import attncomp.codec.codec, compressai.models
+        from attncomp.compressai_adapter import deferred
+        loaded = [name for name in {heavy!r} if name in sys.modules]
+        scipy_deferred = deferred(sys.modules["scipy.stats"])
+        import compressai, compressai.registry as registry, scipy.stats
+        from compressai.transforms import RandomSample
+        print(json.dumps(dict(loaded=loaded, scipy_deferred=scipy_deferred,
+                              image_folder=compressai.datasets.ImageFolder.__name__,
+                              norm=round(float(scipy.stats.norm.ppf(0.975)), 4),
+                              transforms=sorted(registry.TRANSFORMS), datasets=sorted(registry.DATASETS))))
+    """)
+    assert not adapted["loaded"], (
+        f"import attncomp.codec imported {adapted['loaded']}: attncomp/compressai_adapter.py no longer keeps "
+        "CompressAI's point-cloud and dataset modules out (its layout changed?)"
+    )
+    assert adapted["scipy_deferred"], "compressai.entropy_models' scipy.stats import is no longer deferred"
+    assert adapted["image_folder"] == "ImageFolder" and adapted["norm"] == 1.96
+    plain = fresh_python("""
+        import json, sys
+        import compressai.registry as registry
+        print(json.dumps(dict(transforms=sorted(registry.TRANSFORMS), datasets=sorted(registry.DATASETS))))
+    """)
+    assert adapted["transforms"] == plain["transforms"] and "RandomSample" in plain["transforms"]
+    assert adapted["datasets"] == plain["datasets"]
+
+
+@pytest.fixture
+def deferrable(tmp_path, monkeypatch):
+    """A package ``fakeai`` whose submodules say whether their body ran, deferred like CompressAI's."""
+    package = tmp_path / "fakeai"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "data.py").write_text("import builtins\nbuiltins.fakeai_ran = True\nVALUE = 42\n")
+    (package / "broken.py").write_text("raise ImportError('needs a package that is not installed')\n")
+    (package / "registry.py").write_text("TABLE = {}\n")  # not the TRANSFORMS/register_transform we know
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(compressai_adapter, "DEFERRED", ("fakeai.data", "fakeai.broken", "fakeai.registry"))
+    monkeypatch.setattr(compressai_adapter, "_REGISTRY", "fakeai.registry")
+    compressai_adapter.install()
+    yield
+    for name in [name for name in sys.modules if name.startswith("fakeai")]:
+        del sys.modules[name]
+    import builtins
+
+    vars(builtins).pop("fakeai_ran", None)
+
+
+def test_a_deferred_module_runs_at_its_first_use(deferrable):
+    import builtins
+
+    import fakeai.data
+
+    assert compressai_adapter.deferred(fakeai.data) and not hasattr(builtins, "fakeai_ran")
+    assert fakeai.data.__file__.endswith("data.py")  # probes such as inspect's do not load it
+    assert fakeai.data.VALUE == 42 and builtins.fakeai_ran
+    assert not compressai_adapter.deferred(fakeai.data)
+
+
+def test_dir_of_a_deferred_module_lists_its_names(deferrable):
+    import fakeai.data
+
+    assert "VALUE" in dir(fakeai.data)
+
+
+def test_a_deferred_module_that_fails_raises_at_each_use(deferrable):
+    import fakeai.broken
+
+    for _ in range(2):
+        with pytest.raises(ImportError, match="not installed"):
+            fakeai.broken.anything  # noqa: B018
+
+
+def test_a_registry_module_of_another_layout_is_imported_normally(deferrable):
+    import fakeai.registry
+
+    assert not compressai_adapter.deferred(fakeai.registry) and fakeai.registry.TABLE == {}
