@@ -58,13 +58,15 @@ def _read(source) -> Image.Image:
     if isinstance(source, (str, Path)):
         name, source = str(source), read_bytes(source, ImageError)
     try:
-        if isinstance(source, (bytes, bytearray)):
-            source = io.BytesIO(source)
+        buffer = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else None
         with _own_size_limit():
-            image = Image.open(source)
+            image = Image.open(buffer or source)
         check_size(*image.size)
         image.load()
-        return ImageOps.exif_transpose(image)
+        if buffer is not None:
+            buffer.close()  # PNG and TIFF images keep their file object: release the compressed bytes now
+        ImageOps.exif_transpose(image, in_place=True)  # not a copy: that would hold a photo's pixels twice
+        return image
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image Pillow can read") from None
     except ImageError:
@@ -86,9 +88,13 @@ def _own_size_limit():
 def normalise_mode(image: Image.Image) -> Image.Image:
     """``L`` for single-channel images, ``RGB`` for everything else."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.int64)
+        # in place on one int32 array: 4 bytes a pixel at most, not several int64 temporaries
+        array = np.array(image, dtype=np.int32)
         scale = 257 if image.mode.startswith("I;16") or array.max() > 255 else 1
-        return Image.fromarray(np.clip((array + scale // 2) // scale, 0, 255).astype(np.uint8), "L")
+        np.clip(array, 0, 65535, out=array)  # no overflow below; outside 0…65535 clips to 0 or 255 either way
+        array += scale // 2
+        array //= scale
+        return Image.fromarray(np.clip(array, 0, 255, out=array).astype(np.uint8), "L")
     if image.mode in ("1", "L", "LA"):
         return image.convert("L")
     if image.mode == "RGB":
@@ -103,6 +109,16 @@ def to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
     if array.ndim == 2:
         array = array[..., None]
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def tile_to_tensor(image: Image.Image, box: tuple[int, int, int, int], channels: int = 3) -> torch.Tensor:
+    """The tile ``box`` = (top, left, height, width) of ``image`` as :func:`to_tensor` gives it.
+
+    Equal to cropping ``to_tensor(image)`` (mode conversion is per pixel), but only the
+    tile becomes float32: a 48-megapixel photo would take 576 MB as one float tensor.
+    """
+    top, left, height, width = box
+    return to_tensor(image.crop((left, top, left + width, top + height)), channels)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

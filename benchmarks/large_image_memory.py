@@ -1,10 +1,17 @@
-"""Peak memory of encoding and decoding a very large image, tiled, against a 1-megapixel image.
+"""Peak memory (RSS) of encoding and of decoding 1, 12 and 48-megapixel images, against importing torch.
 
-Each measurement runs in a fresh process (peak RSS from getrusage). ``--refine STEPS`` also
-measures the 1-megapixel image with encoder-side refinement (backpropagation keeps
-activations; the peak does not grow with the number of steps).
+Each measurement runs in a fresh process and reads its own peak RSS from getrusage, so
+encode and decode are measured separately, from a JPEG file and a stream file as the
+command line codes them, and everything the process ever held counts (imports, model,
+Pillow's decoded image, the codec). The first line is the floor: a process that only
+imports torch and compressai. The parent imports neither and has the test images written
+by a child too: Linux carries the parent's RSS at fork into the child's ru_maxrss, so a
+large parent would raise every figure. ``--refine STEPS`` also measures encoding the
+first size with encoder-side refinement (backpropagation keeps activations; the peak
+does not grow with the number of steps).
 
-    python benchmarks/large_image_memory.py [--size 8000x6000] [--weights FILE] [--refine 2]
+    python benchmarks/large_image_memory.py [--sizes 1024x1024 4000x3000 8000x6000] [--tile 512]
+                                            [--weights FILE] [--refine 2]
 """
 
 import argparse
@@ -12,56 +19,108 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 
-def child(width, height, weights, tile, refine):
-    import numpy as np
+BASELINE = "import torch, compressai"
 
-    from attncomp.codec import decode, encode
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def load_model(weights):
     from attncomp.models import load, load_weights
 
-    model = load_weights(weights) if weights else load("attn-hyperprior", 3)
-    yy, xx = np.mgrid[0:height, 0:width]
-    image = (128 + 60 * np.sin(xx / 37.0)[..., None] * np.cos(yy / 23.0)[..., None] * np.ones(3)).astype(np.uint8)
-    start = time.perf_counter()
-    data = encode(image, model, tile_size=tile, refine_steps=refine)
-    encoded = time.perf_counter() - start
-    start = time.perf_counter()
-    decode(data, model)
-    print(json.dumps(dict(peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                          encode_s=encoded, decode_s=time.perf_counter() - start, bytes=len(data))))
+    return load_weights(weights) if weights else load("attn-hyperprior", 3)
 
 
-def measure(width, height, weights, tile, refine=0):
-    cmd = [sys.executable, __file__, "--child", f"{width}x{height}", "--tile", str(tile), "--refine", str(refine)]
-    if weights:
-        cmd += ["--weights", weights]
+def child_encode(image_path, stream_path, weights, tile, refine):
+    from attncomp.codec import DEFAULT_TILE, encode
+
+    model = load_model(weights)
+    tile = tile or DEFAULT_TILE
+    start = time.perf_counter()
+    data = encode(image_path, model, tile_size=tile, refine_steps=refine)
+    seconds = time.perf_counter() - start
+    Path(stream_path).write_bytes(data)
+    return dict(peak_mb=peak_mb(), seconds=seconds, bytes=len(data), tile=tile)
+
+
+def child_decode(stream_path, weights):
+    from attncomp.codec import decode
+
+    model = load_model(weights)
+    start = time.perf_counter()
+    image = decode(stream_path, model)
+    return dict(peak_mb=peak_mb(), seconds=time.perf_counter() - start, size=list(image.size))
+
+
+def child_write(size, image_path):
+    """A photo-sized JPEG of a smooth test pattern (its content matters to the rate, not to memory)."""
+    import numpy as np
+    from PIL import Image
+
+    width, height = map(int, size.split("x"))
+    x = np.arange(width, dtype=np.float32)
+    y = np.arange(height, dtype=np.float32)[:, None]
+    planes = [(128 + 90 * np.sin(x / (37 + 9 * c) + c) * np.cos(y / (23 + 5 * c))).astype(np.uint8) for c in range(3)]
+    Image.fromarray(np.stack(planes, axis=-1)).save(image_path, quality=92)
+    return {}
+
+
+def run_child(*args):
+    cmd = [sys.executable, __file__, "--child", *map(str, args)]
     return json.loads(subprocess.run(cmd, capture_output=True, check=True, text=True).stdout.strip().splitlines()[-1])
 
 
+def measure(size, folder, weights, tile, refine=0, decode=True):
+    image_path, stream_path = Path(folder) / f"{size}.jpg", Path(folder) / f"{size}.atc"
+    if not image_path.exists():
+        run_child("write", size, image_path)
+    extra = ["--weights", weights] if weights else []
+    encoded = run_child("encode", image_path, stream_path, "--tile", tile or 0, "--refine", refine, *extra)
+    return encoded, run_child("decode", stream_path, *extra) if decode else None
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", default="8000x6000")
-    parser.add_argument("--tile", type=int, default=1024)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["1024x1024", "4000x3000", "8000x6000"])
+    parser.add_argument("--tile", type=int, default=None, help="encoder tile size (default: the codec's)")
     parser.add_argument("--weights")
-    parser.add_argument("--refine", type=int, default=0, help="also measure 1024x1024 refined with this many steps")
-    parser.add_argument("--child")
+    parser.add_argument("--refine", type=int, default=0, help="also encode the first size refined with this many steps")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        width, height = map(int, args.child.split("x"))
-        return child(width, height, args.weights, args.tile, args.refine)
-    width, height = map(int, args.size.split("x"))
-    small = measure(1024, 1024, args.weights, args.tile)
-    large = measure(width, height, args.weights, args.tile)
-    for name, r in (("1024x1024", small), (args.size, large)):
-        print(f"{name}: peak {r['peak_mb']:.0f} MB, encode {r['encode_s']:.1f} s, decode {r['decode_s']:.1f} s")
-    print(f"peak memory ratio {args.size} / 1024x1024: {large['peak_mb'] / small['peak_mb']:.2f}x "
-          f"for {width * height / 1024**2:.0f}x the pixels")
-    if args.refine:
-        refined = measure(1024, 1024, args.weights, args.tile, args.refine)
-        print(f"1024x1024 with --refine {args.refine}: peak {refined['peak_mb']:.0f} MB, "
-              f"{refined['peak_mb'] / small['peak_mb']:.2f}x the plain encoder's")
+        kind, *paths = args.child
+        if kind == "baseline":
+            exec(BASELINE)
+            result = dict(peak_mb=peak_mb())
+        elif kind == "write":
+            result = child_write(*paths)
+        elif kind == "encode":
+            result = child_encode(*paths, args.weights, args.tile, args.refine)
+        else:
+            result = child_decode(*paths, args.weights)
+        print(json.dumps(result))
+        return
+    baseline = run_child("baseline")["peak_mb"]
+    print(f"`{BASELINE}`: peak {baseline:.0f} MB")
+    print("| image | Mpix | peak RSS (MB): encode / decode | above the import | encode / decode (s) | bytes |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for size in args.sizes:
+            width, height = map(int, size.split("x"))
+            enc, dec = measure(size, folder, args.weights, args.tile)
+            print(f"| {size}, tile {enc['tile']} | {width * height / 1e6:.1f} "
+                  f"| {enc['peak_mb']:.0f} / {dec['peak_mb']:.0f} "
+                  f"| {enc['peak_mb'] - baseline:.0f} / {dec['peak_mb'] - baseline:.0f} "
+                  f"| {enc['seconds']:.1f} / {dec['seconds']:.1f} | {enc['bytes']} |", flush=True)
+        if args.refine:
+            enc, _ = measure(args.sizes[0], folder, args.weights, args.tile, args.refine, decode=False)
+            print(f"{args.sizes[0]} with --refine {args.refine}: encode peak {enc['peak_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -56,11 +56,11 @@ def encode(source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int 
         raise WeightsError(f"{name} does not support encoder-side refinement (--refine)")
     img = imageio.open_image(source)
     channels = zoo.image_channels(model)
-    x = imageio.to_tensor(img, channels)
     stream = Stream(name, quality, digest, img.width, img.height, img.mode, tile_size)
     device = _device(model)
-    for top, left, h, w in stream.tile_boxes():
-        tile = imageio.pad_to_multiple(x[..., top : top + h, left : left + w], factor).to(device)
+    for box in stream.tile_boxes():  # the image stays 8-bit: only the tile being coded becomes float
+        _, _, h, w = box
+        tile = imageio.pad_to_multiple(imageio.tile_to_tensor(img, box, channels), factor).to(device)
         if refine_steps:
             out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps))
         else:
@@ -101,7 +101,9 @@ def decode(data, model=None) -> Image.Image:
         raise StreamError(f"stream tile size {stream.tile_size} is not a multiple of {factor}")
     channels = zoo.image_channels(model)
     per_tile = _strings_per_tile(model)
-    canvas = torch.empty(1, channels, stream.height, stream.width)
+    mode = "L" if stream.mode == "L" or channels == 1 else "RGB"
+    # 8-bit from the start: each tile is rounded as it is decoded, so no float image of the whole size exists
+    canvas = Image.new(mode, (stream.width, stream.height))
     for (top, left, h, w), (shape, strings) in zip(stream.tile_boxes(), stream.tiles):
         if len(strings) != per_tile:
             raise StreamError(f"stream has {len(strings)} coded strings per tile, {stream.model} writes {per_tile}")
@@ -110,6 +112,5 @@ def decode(data, model=None) -> Image.Image:
             raise StreamError(f"tile latent shape {tuple(shape)} does not match the image ({expected})")
         # zero padding keeps the range decoder's look-ahead inside the buffer on hostile input
         x_hat = model.decompress([[s + _GUARD] for s in strings], shape)["x_hat"]
-        canvas[..., top : top + h, left : left + w] = x_hat[..., :h, :w].cpu()
-    mode = "L" if stream.mode == "L" or channels == 1 else "RGB"
-    return imageio.to_image(canvas, mode)
+        canvas.paste(imageio.to_image(x_hat[..., :h, :w], mode), (left, top))
+    return canvas
