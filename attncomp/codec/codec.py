@@ -17,7 +17,10 @@ from .refine import refine_latents, supports_refinement
 
 _GUARD = bytes(16)
 _PASS_WEIGHTS = "pass the weights file it was encoded with (--weights)"
-DEFAULT_TILE = 1024  # pixels; bounds memory for very large images (a 1024² tile of the lite model: ~0.5 GB)
+# Pixels a side. Memory is a tile's activations plus the 8-bit image: at 512 a 48-megapixel photo encodes in
+# 1.08 GB and decodes in 1.16 GB peak RSS (torch alone: 0.78 GB), against 1.61 GB at 1024. Tile borders cost
+# about 1.5% more bits at equal PSNR on large images than 1024 (README, "Memory"); the stream format is unchanged.
+DEFAULT_TILE = 512
 
 
 def _strings_per_tile(model) -> int:
