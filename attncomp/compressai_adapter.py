@@ -1,4 +1,14 @@
-"""Keep CompressAI's point-cloud, dataset and statistics imports out of an image codec's start-up.
+"""Everything attncomp takes from CompressAI beyond its public API, in one place.
+
+1. Private entropy-model internals (below, "Entropy-model internals"): the bits of
+   a latent under the coder's own distributions (for encoder-side refinement), the
+   bottleneck's medians, the scale bound, and the names of the CDF buffers a weights
+   file stores. :func:`check` lists any the installed CompressAI lacks;
+   ``tests/test_compressai_adapter.py`` runs it, so an upgrade that changes one fails
+   there with a message that says which.
+
+2. Its package layout, to keep point-cloud, dataset and statistics imports out of an
+   image codec's start-up:
 
 ``import compressai`` runs ``compressai/__init__.py``, which imports every
 subpackage: ``compressai.datasets`` and ``compressai.transforms`` import
@@ -202,3 +212,46 @@ class _DeferredTable(MutableMapping):
 
     def __repr__(self):
         return repr(self._real()) if self._table is not None else "<compressai TRANSFORMS, built at first use>"
+
+
+# -- Entropy-model internals -----------------------------------------------------------------
+# Functions of CompressAI's entropy models, not imported here: this module must load before compressai.
+
+CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
+
+
+def bottleneck_medians(bottleneck):
+    """The per-channel medians z is rounded around, shape (1, C, 1, 1)."""
+    return bottleneck._get_medians()
+
+
+def bottleneck_likelihoods(bottleneck, z_hat):
+    """Lower-bounded likelihoods of already quantised ``z_hat`` (no noise, no rounding)."""
+    channels_first = z_hat.transpose(0, 1).reshape(z_hat.size(1), 1, -1)
+    likelihoods, _, _ = bottleneck._likelihood(channels_first)
+    return bottleneck.likelihood_lower_bound(likelihoods)
+
+
+def conditional_likelihoods(conditional, y_hat, scales, means=None):
+    """Lower-bounded likelihoods of already quantised ``y_hat`` under N(means, scales)."""
+    return conditional.likelihood_lower_bound(conditional._likelihood(y_hat, scales, means))
+
+
+def scale_bound(conditional) -> float:
+    """The smallest scale the conditional codes with."""
+    return float(conditional.lower_bound_scale.bound)
+
+
+def check() -> list[str]:
+    """What this module relies on and the installed CompressAI lacks (empty when all is there)."""
+    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+    bottleneck, conditional = EntropyBottleneck(2), GaussianConditional(None)
+    needs = {
+        "EntropyBottleneck._get_medians": hasattr(bottleneck, "_get_medians"),
+        "EntropyBottleneck._likelihood": hasattr(bottleneck, "_likelihood"),
+        "GaussianConditional._likelihood": hasattr(conditional, "_likelihood"),
+        "GaussianConditional.lower_bound_scale.bound": hasattr(getattr(conditional, "lower_bound_scale", None), "bound"),
+    }
+    needs.update({f"EntropyModel buffer {name}": name in dict(bottleneck.named_buffers()) for name in CDF_BUFFERS})
+    return [name for name, present in needs.items() if not present]

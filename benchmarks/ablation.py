@@ -1,84 +1,125 @@
-"""The paper's ablation on real bitstreams: plain hyperprior vs +attention vs +attention+post-filter.
+"""The equal-budget ablation of issue #18: its table and learning curves, from committed run logs.
 
-Reads the exported weights of ``scripts/train_ablation.sh`` (runs/ablation/VARIANT-λ/weights.pt),
-codes every Kodak image with each, and prints per λ each variant's bpp, PSNR, MS-SSIM and
-rate–distortion objective J = λ·255²·MSE + bpp measured on the real files (lower is better; every
-variant was trained to minimise it), then BD-rate against the plain model over the λ points and
-the decode time of each variant relative to plain, measured in the same run.
+The runs come from ``scripts/gpu_round.sh OUT --plan ablation`` (every variant a variable-rate
+lite model trained from scratch for the same steps, data, crops and seed). Unpack the round's
+``logs.tar.gz`` into ``results/ablation/logs`` and commit it; this script then writes
 
-    python benchmarks/ablation.py [runs/ablation] [--limit N]
+    results/ablation/learning_curves.png   validation J (mean over the 8 λs) against steps
+    results/ablation/table.md              per variant: steps, validation J, BD-rate vs plain
+
+Validation numbers are the estimated rate on the held-out split (configs/validation_split.txt).
+``--weights DIR`` (the round's ``weights.tar`` unpacked) also codes every Kodak image at the 8
+qualities with each variant — real bitstreams — for a BD-rate against plain on the test set and each
+variant's decode time relative to plain, measured in the same run.
+
+    python benchmarks/ablation.py [results/ablation] [--weights runs/ablation-weights] [--limit N]
 """
 
 import argparse
+import csv
+import json
 import math
+import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from common import KODAK
+import matplotlib
 
-from attncomp.evaluation import bd_rate
-from attncomp.evaluation.runner import curves, load_images, model_setting, run
-from attncomp.models import load_weights
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from common import KODAK  # noqa: E402
 
-VARIANTS = {
-    "plain-hyperprior": "plain",
-    "attn-hyperprior-noPF": "+attention",
-    "attn-hyperprior": "+attention +post-filter",
-}
+from attncomp.evaluation import bd_rate  # noqa: E402
+from attncomp.evaluation.runner import curves, load_images, run  # noqa: E402
+from attncomp.models import load_weights  # noqa: E402
+
+LEVELS = range(1, 9)
+BASELINE = "plain"
+
+
+def learning_curve(folder: Path) -> list[tuple[int, float]]:
+    """(step, validation J) of every validation of a run, across its resumed parts."""
+    points = {}
+    for path in sorted(folder.glob("version_*.metrics.csv")):
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get("val/loss"):
+                    points[int(row["step"])] = float(row["val/loss"])
+    return sorted(points.items())
+
+
+def validation_curve(point: dict) -> tuple[list, list]:
+    """(bpp, PSNR) at each λ of a variable-rate run's final validation."""
+    return [point[f"bpp_q{q}"] for q in LEVELS], [point[f"psnr_q{q}"] for q in LEVELS]
+
+
+def kodak_points(weights: Path, images) -> dict:
+    """Real-file (bpp, PSNR, decode s) at each quality of one variant."""
+    model = load_weights(weights)
+    evaluation = run(images, [model.at(q) for q in LEVELS], keep_images=0, progress=False)
+    points = curves(evaluation.records)[model.name]
+    return {key: [p[key] for p in points] for key in ("bpp", "psnr", "decode_s")}
+
+
+def fmt(value: float, unit: str = "%") -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:+.1f}{unit}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="?", default="runs/ablation")
+    parser.add_argument("results", nargs="?", default="results/ablation", type=Path)
+    parser.add_argument("--weights", type=Path, help="folder of VARIANT.pt (the round's weights.tar)")
     parser.add_argument("--images", default=str(KODAK))
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()
-    paths = sorted(Path(args.runs).glob("*/weights.pt"))
-    if not paths:
-        raise SystemExit(f"no weights under {args.runs}: run scripts/train_ablation.sh first")
-    models = [load_weights(p) for p in paths]
-    images = load_images(args.images, args.limit)
-    evaluation = run(images, models, keep_images=0)
+    logs = args.results / "logs"
+    variants = sorted(p.name for p in logs.iterdir() if (p / "validation.json").is_file())
+    if BASELINE not in variants:
+        raise SystemExit(f"no {BASELINE} run with a validation.json under {logs}")
+    final = {v: json.loads((logs / v / "validation.json").read_text()) for v in variants}
+    learning = {v: learning_curve(logs / v) for v in variants}
 
-    points = {(codec, p["setting"]): p for codec, ps in curves(evaluation.records).items() for p in ps}
-    table = {}  # (variant, λ) -> the averaged point, plus J and the training steps
-    for model in models:
-        key = (model.zoo_name, model_setting(model))
-        # J needs the mean MSE (on [0, 1]) over images, not the MSE of the mean PSNR
-        mse = np.mean([10 ** (-r.psnr / 10) for r in evaluation.records if (r.codec, r.setting) == key])
-        objective = model.lmbda * 255**2 * mse + points[key]["bpp"]
-        table[(model.zoo_name, model.lmbda)] = dict(points[key], objective=objective, steps=model.training_info["steps"])
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for v in variants:
+        if learning[v]:
+            ax.plot(*zip(*learning[v]), marker="o", markersize=3, label=v)
+    ax.set(xlabel="training step", ylabel="validation J = λ·255²·MSE + bpp (mean of 8 λ)",
+           title="Equal-budget ablation: held-out validation split")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.results / "learning_curves.png")
 
-    lambdas = sorted({lmbda for _, lmbda in table})
-    print(f"\n{len(images)} images, real bitstreams, {torch.get_num_threads()} threads\n")
-    print("| λ | variant | steps | bpp | PSNR (dB) | MS-SSIM | J = λ·255²·MSE + bpp | decode s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for lmbda in lambdas:
-        for name, label in VARIANTS.items():
-            if (name, lmbda) in table:
-                s = table[(name, lmbda)]
-                print(f"| {lmbda} | {label} | {s['steps']} | {s['bpp']:.4f} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} "
-                      f"| {s['objective']:.4f} | {s['decode_s']:.3f} |")
+    kodak = {}
+    if args.weights:
+        images = load_images(args.images, args.limit)
+        for v in variants:
+            start = time.perf_counter()
+            kodak[v] = kodak_points(args.weights / f"{v}.pt", images)
+            print(f"{v}: Kodak measured in {time.perf_counter() - start:.0f} s", flush=True)
+        (args.results / "kodak.json").write_text(json.dumps(kodak, indent=1) + "\n")
+    elif (args.results / "kodak.json").is_file():
+        kodak = json.loads((args.results / "kodak.json").read_text())
 
-    plain = [table.get(("plain-hyperprior", lmbda)) for lmbda in lambdas]
-    print("\n| variant | BD-rate vs plain (PSNR) | BD-rate vs plain (MS-SSIM) | decode time vs plain |")
-    print("|---|---|---|---|")
-    for name, label in VARIANTS.items():
-        ours = [table.get((name, lmbda)) for lmbda in lambdas]
-        if None in ours or None in plain:
-            continue
-        bd = {
-            metric: bd_rate([p["bpp"] for p in plain], [p[metric] for p in plain],
-                            [p["bpp"] for p in ours], [p[metric] for p in ours])
-            for metric in ("psnr", "ms_ssim")
-        }
-        slower = np.mean([o["decode_s"] / p["decode_s"] for o, p in zip(ours, plain)])
-        print(f"| {label} | {fmt(bd['psnr'])} | {fmt(bd['ms_ssim'])} | {slower:.2f}x |")
-
-
-def fmt(value: float) -> str:
-    return "n/a (curves do not overlap)" if not math.isfinite(value) else f"{value:+.1f}%"
+    base = validation_curve(final[BASELINE])
+    rows = ["| variant | steps | validation J | J vs plain | validation BD-rate vs plain | Kodak BD-rate vs plain | "
+            "Kodak decode time vs plain |", "|---|---|---|---|---|---|---|"]
+    for v in variants:
+        curve = validation_curve(final[v])
+        j, j_base = final[v]["loss"], final[BASELINE]["loss"]
+        kodak_bd = kodak_time = math.nan
+        if v in kodak and BASELINE in kodak:
+            k, kb = kodak[v], kodak[BASELINE]
+            kodak_bd = bd_rate(kb["bpp"], kb["psnr"], k["bpp"], k["psnr"])
+            kodak_time = float(np.mean(k["decode_s"]) / np.mean(kb["decode_s"]))
+        rows.append(
+            f"| {v} | {final[v]['step']} | {j:.4f} | {fmt(100 * (j / j_base - 1))} | "
+            f"{fmt(bd_rate(*base, *curve))} | {fmt(kodak_bd)} | "
+            f"{'n/a' if not math.isfinite(kodak_time) else f'{kodak_time:.2f}x'} |"
+        )
+    table = "\n".join(rows) + "\n"
+    (args.results / "table.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ def best_of(fn, repeats=2):
 def main():
     args = parser(__doc__).parse_args()
     model = model_from(args)
-    reference = ScaleHyperprior(model.N, model.M).eval()
-    shared = {k: v for k, v in model.state_dict().items() if k in reference.state_dict()}
-    reference.load_state_dict(shared, strict=False)
+    net = model.network
+    reference = ScaleHyperprior(net.N, net.M).eval()
+    # attncomp's transforms are CompressAI's under .body: give the reference every shared layer
+    ours = {k.replace(".body.", "."): v for k, v in net.state_dict().items()}
+    reference.load_state_dict({k: v for k, v in ours.items() if k in reference.state_dict()}, strict=False)
     reference.update(force=True)
     paths = imageio.list_images(args.images)[: args.limit]
     rows = []
@@ -53,9 +55,9 @@ def main():
         rows.append((ref_enc, ref_dec, ours_enc, ours_dec, jpeg[2], jpeg[3], webp[2], webp[3]))
         print(f"{path.name}: compressai {ref_enc:.3f}/{ref_dec:.3f} s, attncomp {ours_enc:.3f}/{ours_dec:.3f} s")
     m = np.mean(rows, axis=0)
-    print(f"\n{len(paths)} images, {torch.get_num_threads()} threads, model N={model.N} M={model.M}")
+    print(f"\n{len(paths)} images, {torch.get_num_threads()} threads, model N={net.N} M={net.M}")
     print(f"CompressAI ScaleHyperprior: encode {m[0]:.3f} s, decode {m[1]:.3f} s per image")
-    print(f"attncomp {model.zoo_name}:   encode {m[2]:.3f} s, decode {m[3]:.3f} s per image")
+    print(f"attncomp {model.name}:   encode {m[2]:.3f} s, decode {m[3]:.3f} s per image")
     print(f"Pillow JPEG q75 {m[4]*1e3:.1f}/{m[5]*1e3:.1f} ms, WebP q75 {m[6]*1e3:.1f}/{m[7]*1e3:.1f} ms (context)")
     print(f"ratio attncomp/compressai: encode {m[2] / m[0]:.2f}x, decode {m[3] / m[1]:.2f}x")
 

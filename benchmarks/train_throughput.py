@@ -23,7 +23,8 @@ import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from attncomp.models import zoo
-from attncomp.training import CompressionModule, rate_bpp
+from attncomp.models import rd
+from attncomp.training import CompressionModule
 
 
 class SameBatch(Dataset):
@@ -60,8 +61,8 @@ def baseline_steps_per_second(model, batch, lmbda, steps, warmup):
         if i == warmup:
             start = time.perf_counter()
         out = model(batch)
-        bpp = rate_bpp(out["likelihoods"], batch.shape[0] * batch.shape[2] * batch.shape[3])
-        loss = lmbda * 255**2 * torch.mean((out["x_hat"] - batch) ** 2) + bpp
+        bpp = rd.bits(out["likelihoods"]) / (batch.shape[0] * batch.shape[2] * batch.shape[3])
+        loss = rd.objective(lmbda, torch.mean((out["x_hat"] - batch) ** 2), bpp)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net, 1.0)

@@ -22,13 +22,12 @@ import torch
 with atheris.instrument_imports(include=["attncomp"]):
     from attncomp.codec import decode, encode
     from attncomp.errors import AttncompError
-    from attncomp.models import create
+    from attncomp.models import CodingModel, create
 
 FIX_CRC = os.environ.get("FIX_CRC") == "1"
 torch.manual_seed(0)
-MODEL = create("attn-hyperprior", N=16, M=24, postfilter_channels=8, reduction=4).eval()
-MODEL.update(force=True)
-MODEL.zoo_name, MODEL.quality = "attn-hyperprior", None
+MODEL = CodingModel.from_network(create("attn-hyperprior", N=16, M=24, postfilter_channels=8, reduction=4),
+                                  "attn-hyperprior")
 SEEDS = [encode((np.random.default_rng(s).random((h, w, 3)) * 255).astype(np.uint8), MODEL, tile_size=64)
          for s, (h, w) in enumerate([(1, 1), (64, 64), (70, 130)])]
 

@@ -1,17 +1,33 @@
-"""One wall-clock-budgeted training round of the bundled models on a GPU; run it through gpu_round.sh.
+"""Wall-clock-budgeted training on a GPU, many runs at once on the one card; run it through gpu_round.sh.
 
-Each quality trains in its own ``attncomp-train`` process, all at once on the
-one card (a lite model alone leaves an H100 mostly idle), for ``--minutes`` of
-training (Lightning's ``max_time``), then validates on the held-out split. A run
-folder that already holds a checkpoint resumes it with the budget extended, so
-a second round on the same machine continues where the first stopped; on a
-fresh machine ``--init`` (the returned weights) starts where it ended.
+Two plans:
+
+``finetune`` (default): each bundled quality of the default model in its own
+``attncomp-train`` process, for ``--minutes`` of training (Lightning's
+``max_time``), from the bundled (or ``--init``) weights.
+
+``variable-rate``: one variable-rate model (``--variant``'s architecture) for
+``--minutes``, every image of a batch at one of the 8 λs, warm-started from the
+bundled q5 weights wherever a block has the same form.
+
+``ablation``: the equal-budget ablation of issue #18. Every variant of
+:data:`ABLATION` is a variable-rate model (so one run measures every λ) trained
+from scratch with the same data, crops, seed and schedule for ``--steps``
+steps (``configs/ablation.yaml``); ``--minutes`` caps the round's wall clock,
+and a later round resumes what did not finish. ``scripts/ablation_report.py``
+turns the returned logs into the README's table and learning curves.
+
+Each run validates on the held-out split at the end. A run folder that already
+holds a checkpoint resumes it (a time budget is then extended), so a second
+round on the same machine continues where the first stopped.
 
 What comes back, at most 8 files in OUT:
-    attn-hyperprior-qN.pt  the exported weights of each quality
-    summary.json           steps, seconds, Mpix/s and the validation point of each
+    attn-hyperprior-qN.pt  finetune: the exported weights of each quality
+    attn-hyperprior-vbr.pt variable-rate: the exported weights
+    weights.tar            ablation: the exported weights of every variant
+    summary.json           steps, seconds, Mpix/s and the validation point of each run
     logs.tar.gz            each run's train.log, metrics.csv and validation.json
-    streams.tar            validation images encoded and decoded with the model on
+    streams.tar            validation images encoded and decoded with a model on
                            this device (check_streams.py decodes them on another)
 """
 
@@ -24,6 +40,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from attncomp.models import zoo
@@ -31,23 +48,73 @@ from attncomp.models import zoo
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = zoo.DEFAULT_MODEL
 LAMBDAS = zoo.entry(MODEL).lambdas
+VARIABLE_RATE = "attn-hyperprior-vbr"
+# The ablation's variants: overrides of the variable-rate zoo entry (lite sizes, 8 λs).
+ABLATION = {
+    "plain": dict(attention="none", postfilter="none", prior="scale"),
+    "attention-paper": dict(attention="paper", postfilter="none", prior="scale"),
+    "attention-residual": dict(attention="residual", postfilter="none", prior="scale"),
+    "paper": dict(attention="paper", postfilter="paper", prior="scale"),
+    "residual": dict(attention="residual", postfilter="residual", prior="scale"),
+    "residual-meanscale": dict(attention="residual", postfilter="residual", prior="mean-scale"),
+    "residual-meanscale-M192": dict(attention="residual", postfilter="residual", prior="mean-scale", M=192),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One attncomp-train process: its folder under ``--runs``, its options, the weights it starts from."""
+
+    name: str
+    options: tuple
+    init: Path | None = None
+    returned_as: str = ""  # the file name its weights come back under (finetune), else inside weights.tar
 
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the files that come back")
-    parser.add_argument("--qualities", type=int, nargs="+", default=[1, 3, 5, 7], choices=sorted(LAMBDAS))
-    parser.add_argument("--minutes", type=float, default=7.0, help="training time of this round, per quality")
+    parser.add_argument("--plan", choices=["finetune", "ablation", "variable-rate"], default="finetune")
+    parser.add_argument("--qualities", type=int, nargs="+", default=[1, 3, 5, 7], choices=sorted(LAMBDAS),
+                        help="finetune: the qualities to train")
+    parser.add_argument("--variants", nargs="+", default=list(ABLATION), choices=list(ABLATION),
+                        help="ablation: the variants to train")
+    parser.add_argument("--steps", type=int, default=20_000, help="ablation: steps of every variant")
+    parser.add_argument("--variant", default="paper", choices=list(ABLATION),
+                        help="variable-rate: the architecture, warm-started from the bundled q5 (or --init) weights")
+    parser.add_argument("--minutes", type=float, default=7.0, help="training time of this round, per run")
     parser.add_argument("--data", default=".trip/data", help="training images (the trip's pack)")
     parser.add_argument("--val-split", default="configs/validation_split.txt", help="held-out image stems")
-    parser.add_argument("--runs", type=Path, default=Path("runs/gpu-round"), help="run folders, kept between rounds")
-    parser.add_argument("--init", type=Path, help="weights to start from (default: .trip/init if present, else bundled)")
-    parser.add_argument("--config", default=str(ROOT / "configs" / "gpu.yaml"))
+    parser.add_argument("--runs", type=Path, help="run folders, kept between rounds (default runs/gpu-PLAN)")
+    parser.add_argument("--init", type=Path, help="finetune: weights to start from (default: .trip/init, else bundled)")
+    parser.add_argument("--config", help="attncomp-train config (default configs/gpu.yaml or configs/ablation.yaml)")
     parser.add_argument("--check-images", type=int, default=3, help="validation images coded for the stream check")
+    parser.add_argument("--model.model_config", dest="model_config", type=json.loads, default={},
+                        help="ablation: JSON settings every variant shares (its own switches win)")
     args, extra = parser.parse_known_args(argv)  # the rest goes to attncomp-train (e.g. --accelerator cpu)
     if args.init is None:
         args.init = Path(".trip/init") if Path(".trip/init").is_dir() else zoo.bundled_weights(MODEL, 1).parent
+    args.runs = args.runs or Path(f"runs/gpu-{args.plan}")
+    args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if args.plan == "ablation" else "gpu.yaml"))
     return args, extra
+
+
+def plan(args) -> list[Run]:
+    if args.plan == "finetune":
+        return [
+            Run(f"q{q}", ("--lmbda", str(LAMBDAS[q])), args.init / f"{MODEL}-q{q}.pt", f"{MODEL}-q{q}.pt")
+            for q in args.qualities
+        ]
+    if args.plan == "variable-rate":
+        config = json.dumps({**args.model_config, **ABLATION[args.variant]})
+        options = ("--model.model", VARIABLE_RATE, "--model.model_config", config,
+                   "--model.warm_start", str(args.init / f"{MODEL}-q5.pt"))
+        return [Run("vbr", options, None, f"{VARIABLE_RATE}.pt")]
+    return [
+        Run(name, ("--model.model", VARIABLE_RATE, "--model.model_config", json.dumps({**args.model_config, **ABLATION[name]}),
+                   "--trainer.max_steps", str(args.steps)))
+        for name in args.variants
+    ]
 
 
 def budget(run: Path, minutes: float, resuming: bool) -> float:
@@ -59,22 +126,24 @@ def budget(run: Path, minutes: float, resuming: bool) -> float:
     return sum(rounds)
 
 
-def start(args, extra, quality: int) -> subprocess.Popen:
-    run = args.runs / f"q{quality}"
+def start(args, extra, run_spec: Run) -> subprocess.Popen:
+    run = args.runs / run_spec.name
     run.mkdir(parents=True, exist_ok=True)
     resuming = (run / "checkpoints" / "last.ckpt").is_file()
     seconds = int(budget(run, args.minutes, resuming))
     command = [
-        sys.executable, "-m", "attncomp.cli.train", "--config", args.config,
-        "--lmbda", str(LAMBDAS[quality]), "--data", args.data, "--data.val_split", args.val_split, "--out", str(run),
+        sys.executable, "-m", "attncomp.cli.train", "--config", args.config, *run_spec.options,
+        "--data", args.data, "--data.val_split", args.val_split, "--out", str(run),
         "--trainer.max_time", f"00:{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",
     ]
     # the initial weights also give a resumed run its architecture; the checkpoint then replaces them
-    command += ["--model.init_weights", str(args.init / f"{MODEL}-q{quality}.pt")]
+    if run_spec.init is not None:
+        command += ["--model.init_weights", str(run_spec.init)]
     if resuming:
         command += ["--resume", "last"]
     log = open(run / "train.log", "a")
-    print(f"q{quality}: {'resuming' if resuming else 'starting from ' + str(args.init)}, budget {seconds} s", flush=True)
+    began = "resuming" if resuming else "starting from " + str(run_spec.init or "scratch")
+    print(f"{run_spec.name}: {began}, budget {seconds} s", flush=True)
     return subprocess.Popen(command + extra, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -100,8 +169,10 @@ def code_streams(weights: Path, images: list[Path], tar: tarfile.TarFile) -> Non
     from attncomp.codec import decode, encode
 
     model = zoo.load_weights(weights)
+    if model.variable_rate:
+        model = model.at(3)
     if torch.cuda.is_available():
-        model = model.cuda()
+        model = model.to("cuda")
     for path in images:
         stream = encode(path, model)
         decoded = io.BytesIO()
@@ -115,34 +186,41 @@ def code_streams(weights: Path, images: list[Path], tar: tarfile.TarFile) -> Non
 def main(argv=None) -> int:
     args, extra = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    runs = plan(args)
     began = time.monotonic()
-    runs = {q: start(args, extra, q) for q in args.qualities}
-    failed = [q for q, process in runs.items() if process.wait() != 0]
+    processes = {run.name: start(args, extra, run) for run in runs}
+    failed = [name for name, process in processes.items() if process.wait() != 0]
     wall = time.monotonic() - began
-    summary = {}
+    summary, returned = {}, []
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as logs:
-        for quality in args.qualities:
-            run = args.runs / f"q{quality}"
+        for run in runs:
+            folder = args.runs / run.name
             for name in ("train.log", "validation.json", "rounds.json"):
-                if (run / name).is_file():
-                    logs.add(run / name, f"q{quality}/{name}")
-            for csv in sorted((run / "csv").glob("version_*/metrics.csv")):
-                logs.add(csv, f"q{quality}/{csv.parent.name}.metrics.csv")
-            if not (run / "weights.pt").is_file():
-                continue
-            summary[f"q{quality}"] = summarise(run, wall)
-            (args.out / f"{MODEL}-q{quality}.pt").write_bytes((run / "weights.pt").read_bytes())
+                if (folder / name).is_file():
+                    logs.add(folder / name, f"{run.name}/{name}")
+            for csv in sorted((folder / "csv").glob("version_*/metrics.csv")):
+                logs.add(csv, f"{run.name}/{csv.parent.name}.metrics.csv")
+            if (folder / "weights.pt").is_file():
+                summary[run.name] = summarise(folder, wall)
+                returned.append((run, folder / "weights.pt"))
+    if args.plan != "ablation":
+        for run, weights in returned:
+            (args.out / run.returned_as).write_bytes(weights.read_bytes())
+    else:
+        with tarfile.open(args.out / "weights.tar", "w") as tar:
+            for run, weights in returned:
+                tar.add(weights, f"{run.name}.pt")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
-    if summary:
+    if returned:
         from attncomp.image import list_images, read_split
 
         split = read_split(args.val_split)
         images = [p for p in list_images(args.data) if p.stem in split][: args.check_images]
         with tarfile.open(args.out / "streams.tar", "w") as tar:
-            code_streams(args.out / f"{MODEL}-{next(iter(summary))}.pt", images, tar)
-    for quality in failed:
-        print(f"gpu_round: q{quality} failed; see logs.tar.gz q{quality}/train.log", file=sys.stderr)
+            code_streams(returned[0][1], images, tar)
+    for name in failed:
+        print(f"gpu_round: {name} failed; see logs.tar.gz {name}/train.log", file=sys.stderr)
     return 1 if failed else 0
 
 

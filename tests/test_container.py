@@ -52,10 +52,27 @@ def test_wrong_magic_and_version_have_their_own_messages():
         unpack(b"PNG!" + data[4:])
     newer = bytearray(data[:-4])
     newer[4] = FORMAT_VERSION + 1
-    with pytest.raises(StreamError, match="format version 2 is not supported"):
+    with pytest.raises(StreamError, match=f"format version {FORMAT_VERSION + 1} is not supported"):
         unpack(bytes(newer) + struct.pack("<I", zlib.crc32(newer)))
     with pytest.raises(StreamError, match="corrupted"):  # a flipped version byte is damage, not a newer format
         unpack(bytes(newer) + data[-4:])
+
+
+def test_fractional_qualities_are_kept_in_hundredths():
+    stream = sample()
+    stream.quality = 3.25
+    assert unpack(pack(stream)).quality == 3.25
+
+
+def test_version_1_streams_with_a_one_byte_quality_are_still_read():
+    """Version 1 stored the quality in one byte; everything after it is laid out as in version 2."""
+    stream = sample()
+    current = pack(stream)[:-4]
+    name_end = 6 + len(stream.model)
+    old = bytearray(current[:name_end] + bytes([stream.quality]) + current[name_end + 2 :])
+    old[4] = 1
+    again = unpack(bytes(old) + struct.pack("<I", zlib.crc32(old)))
+    assert again == stream
 
 
 def test_absurd_dimensions_are_rejected_before_allocation():

@@ -8,15 +8,16 @@ import torch
 from PIL import Image
 
 from attncomp.codec import FORMAT_VERSION, decode, unpack
-from attncomp.models import create, load_weights, weights_hash
+from attncomp.models import CodingModel, create, load_weights
 from attncomp.models.fixed_point import (
     ACT_BITS,
     ACT_LIMIT,
     GATE_BITS,
     GATE_RANGE,
     GATE_TABLE,
+    RESIDUAL_GATE_TABLE,
     WEIGHT_BITS,
-    fixed_point_forward,
+    FixedPointTransform,
 )
 
 from .helpers import TINY, smooth_image, with_one_thread
@@ -64,14 +65,15 @@ def test_a_model_left_in_train_mode_codes_with_the_exact_scales(tiny_model, monk
 
 @torch.inference_mode()
 def test_a_model_built_under_inference_mode_codes_too():
-    """Its tensors keep no version counter, so the integer-weight and hash caches must recompute."""
+    """Its tensors are inference tensors; building the exact h_s and the hash must still work."""
     torch.manual_seed(0)
     model = create("attn-hyperprior", **TINY).eval()
     model.update(force=True)
     x = image_tensor()
     coded = model.compress(x)
     assert torch.equal(model.decompress(coded["strings"], coded["shape"])["y_hat"], torch.round(model.g_a(x)))
-    assert weights_hash(model) == weights_hash(model)
+    coding = CodingModel.from_network(model, "attn-hyperprior")
+    assert coding.compress(x)["strings"] == coded["strings"]
 
 
 @torch.no_grad()
@@ -101,7 +103,7 @@ def test_estimated_rate_matches_the_coded_bytes(tiny_model):
 
 
 def scales(model, z_hat):
-    return fixed_point_forward(model.h_s, z_hat)
+    return FixedPointTransform.of(model.h_s.layers)(z_hat)
 
 
 @torch.no_grad()
@@ -129,30 +131,25 @@ def test_fixed_point_scales_do_not_depend_on_summation_order(tiny_model):
     permuted = create("attn-hyperprior", **TINY).eval()
     permuted.load_state_dict(tiny_model.state_dict())
     order = torch.randperm(z.shape[1], generator=torch.Generator().manual_seed(3))
-    first = permuted.h_s[0]
+    first = permuted.h_s.body[0]
     first.weight.data = first.weight.data[order]
     assert torch.equal(scales(permuted, z[:, order]), reference)
 
 
 @torch.no_grad()
-def test_fixed_point_weights_follow_the_parameters_they_were_derived_from():
-    """The integer weights are cached per layer; changing or loading weights must not reuse them."""
+def test_a_coding_model_is_a_snapshot_of_the_weights_it_was_made_from():
+    """Fine-tuning a network after making a coding model of it changes neither its streams nor its hash."""
     torch.manual_seed(0)
-    model = create("attn-hyperprior", **TINY).eval()
-    z = torch.round(torch.randn(1, TINY["N"], 2, 3) * 3)
-    before = scales(model, z)
-    model.h_s[0].weight.mul_(1.5)  # in place, as an optimizer step
-    changed = scales(model, z)
-    fresh = create("attn-hyperprior", **TINY).eval()
-    fresh.load_state_dict(model.state_dict())
-    assert not torch.equal(changed, before)
-    assert torch.equal(changed, scales(fresh, z))
-    model.load_state_dict(create("attn-hyperprior", **TINY).state_dict())  # copies into the same tensors
-    assert not torch.equal(scales(model, z), changed)
-    weights_hash(model)
-    model.half().float()  # new tensors, rounded: they must not match the cache by a reused address
-    fresh.load_state_dict(model.state_dict())
-    assert torch.equal(scales(model, z), scales(fresh, z)) and weights_hash(model) == weights_hash(fresh)
+    network = create("attn-hyperprior", **TINY).eval()
+    network.g_a.body[6].weight.mul_(40)  # untrained latents would all round to 0
+    coding = CodingModel.from_network(network, "attn-hyperprior")
+    x = image_tensor()
+    coded, digest = coding.compress(x), coding.weights_hash
+    network.h_s.body[0].weight.mul_(1.5)  # in place, as an optimizer step
+    network.g_a.body[0].weight.mul_(1.5)
+    assert coding.compress(x)["strings"] == coded["strings"] and coding.weights_hash == digest
+    changed = CodingModel.from_network(network, "attn-hyperprior")
+    assert changed.weights_hash != digest and changed.compress(x)["strings"] != coded["strings"]
 
 
 @torch.no_grad()
@@ -162,13 +159,14 @@ def test_fixed_point_scales_stay_close_to_the_float_network(tiny_model):
     assert torch.allclose(exact, float_scales, rtol=0.02, atol=4 / 2**ACT_BITS)
 
 
-def test_gate_table_entries_lie_far_from_rounding_boundaries():
+@pytest.mark.parametrize("gain,table", [(1.0, GATE_TABLE), (2.0, RESIDUAL_GATE_TABLE)])
+def test_gate_table_entries_lie_far_from_rounding_boundaries(gain, table):
     """So that any libm's sigmoid (error far below 1e-9) rounds to the same table."""
     steps = torch.arange(-GATE_RANGE * 2**ACT_BITS, GATE_RANGE * 2**ACT_BITS + 1, dtype=torch.float64)
-    scaled = torch.sigmoid(steps / 2**ACT_BITS) * 2**GATE_BITS
+    scaled = gain * torch.sigmoid(steps / 2**ACT_BITS) * 2**GATE_BITS
     distance = (scaled - torch.floor(scaled) - 0.5).abs()
     assert distance.min() > 1e-9
-    assert torch.equal(torch.round(scaled), GATE_TABLE)
+    assert torch.equal(torch.round(scaled), table)
 
 
 @torch.no_grad()
@@ -183,26 +181,32 @@ def test_vectorised_scale_indexes_equal_compressais_loop(tiny_model):
 FIXTURE = Path(__file__).parent / "data"
 
 
-def test_a_stream_written_by_an_earlier_attncomp_still_decodes():
-    """tests/data holds a stream, its weights and its latents, made once by tests/data/make_fixture.py.
+@pytest.mark.parametrize("stem", ["tiny", "tiny_vbr"])
+def test_a_stream_written_by_an_earlier_attncomp_still_decodes(stem):
+    """tests/data holds streams, their weights and their latents, made once by tests/data/make_fixture.py.
 
-    A change to the container, the fixed-point h_s or the entropy coder that would
-    silently mis-decode the streams users already have fails here.
+    ``tiny``: format 1 (positional weight names, one-byte quality), a scale prior; ``tiny_vbr``:
+    format 2, a variable-rate mean-scale model at quality 3.25. A change to the container, the
+    fixed-point h_s, the gains or the entropy coder that would silently mis-decode the streams
+    users already have fails here.
     """
-    model = load_weights(FIXTURE / "tiny.pt")
-    stream = unpack((FIXTURE / "tiny.atc").read_bytes())
+    model = load_weights(FIXTURE / f"{stem}.pt")
+    data = (FIXTURE / f"{stem}.atc").read_bytes()
+    stream = unpack(data)
+    model = model.at(stream.quality) if model.variable_rate else model
     with torch.inference_mode():
         latents = [model.decompress([[s] for s in strings], shape)["y_hat"] for shape, strings in stream.tiles]
-    expected = np.load(FIXTURE / "tiny_y.npy")
-    assert np.array_equal(np.concatenate([y.numpy().reshape(-1) for y in latents]), expected)
+    expected = np.load(FIXTURE / f"{stem}_y.npy")
+    decoded = np.concatenate([y.numpy().reshape(-1) for y in latents]).astype(expected.dtype)
+    assert np.array_equal(decoded, expected)
     assert np.count_nonzero(expected) > len(expected) // 2  # a fixture of zeros would test little
 
-    image = np.asarray(decode(FIXTURE / "tiny.atc", model), dtype=int)  # a path is read like bytes
-    reference = np.asarray(Image.open(FIXTURE / "tiny.png"), dtype=int)
+    image = np.asarray(decode(FIXTURE / f"{stem}.atc", load_weights(FIXTURE / f"{stem}.pt")), dtype=int)
+    reference = np.asarray(Image.open(FIXTURE / f"{stem}.png"), dtype=int)
     assert image.shape == reference.shape and np.abs(image - reference).max() <= 2  # float synthesis
 
 
 def test_the_constants_that_define_decoded_scales_are_frozen_with_the_format():
     """Changing any of them changes every stream's scale indexes: bump FORMAT_VERSION with them."""
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2
     assert (ACT_BITS, WEIGHT_BITS, GATE_BITS, ACT_LIMIT, GATE_RANGE) == (8, 12, 12, 2.0**22, 16.0)

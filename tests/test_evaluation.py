@@ -147,7 +147,7 @@ def test_refinement_alone_needs_a_model_that_refines():
     from attncomp.models import zoo
 
     with pytest.raises(AttncompError, match="supports --refine"):
-        runner.run([], [zoo.create("spatial-ae")], refine=(50,), progress=False)
+        runner.run([], [zoo.load("spatial-ae", 3)], refine=(50,), progress=False)
 
 
 def test_report_maps_of_a_large_image_cover_its_first_tile(tiny_weights):
@@ -157,7 +157,7 @@ def test_report_maps_of_a_large_image_cover_its_first_tile(tiny_weights):
     wide = runner.TestImage("wide", Image.fromarray(smooth_image(64, 1100)))
     evaluation = runner.Evaluation(models={"attn-hyperprior": {"custom": load_weights(tiny_weights)}})
     sections = report.model_sections(evaluation, [wide], [], crops=0)
-    assert "wide, its first 1024-px tile: channel attention and bit allocation" in sections[-1]
+    assert "wide, its first 512-px tile: channel attention and bit allocation" in sections[-1]
 
 
 def test_eval_on_a_split_codes_only_the_images_it_lists(tmp_path, tiny_weights):

@@ -44,7 +44,7 @@ def test_a_round_trains_validates_returns_its_files_and_the_next_round_continues
     assert first["validation"]["images"] == 1 and first["validation"]["bpp"] > 0
     out = tmp_path / "out1"
     assert sorted(p.name for p in out.iterdir()) == ["attn-hyperprior-q3.pt", "logs.tar.gz", "streams.tar", "summary.json"]
-    assert load_weights(out / "attn-hyperprior-q3.pt").training_info["steps"] == first["steps"]
+    assert load_weights(out / "attn-hyperprior-q3.pt").training["steps"] == first["steps"]
 
     # the stream coded by the round decodes here to the image the round decoded
     with tarfile.open(out / "streams.tar") as tar:
@@ -56,3 +56,29 @@ def test_a_round_trains_validates_returns_its_files_and_the_next_round_continues
     assert "resuming" in log
     assert second["steps"] == first["steps"] + second["steps_this_round"] > first["steps"]
     assert json.loads((tmp_path / "runs" / "q3" / "rounds.json").read_text()) == [3.0, 3.0]
+
+
+def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_them_in_one_tar(tmp_path):
+    data = image_folder(tmp_path / "data", 3, 64, 64)
+    split = tmp_path / "split.txt"
+    split.write_text("img2\n")
+    out = tmp_path / "out"
+    command = [
+        "bash", str(ROOT / "scripts" / "gpu_round.sh"), str(out), "--plan", "ablation", "--variants", "plain",
+        "residual-meanscale", "--steps", "2", "--minutes", "5", "--data", str(data), "--runs", str(tmp_path / "runs"),
+        "--check-images", "1", "--val-split", str(split), "--accelerator", "cpu", "--precision", "32",
+        "--model.compile", "false", "--model.model_config", json.dumps(TINY), "--data.crop_size", "64",
+        "--data.batch_size", "2",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable))
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {name: run["steps"] for name, run in summary.items()} == {"plain": 2, "residual-meanscale": 2}
+    assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "streams.tar", "summary.json", "weights.tar"]
+    with tarfile.open(out / "weights.tar") as tar:
+        assert sorted(tar.getnames()) == ["plain.pt", "residual-meanscale.pt"]
+        tar.extractall(tmp_path / "weights", filter="data")
+    plain, meanscale = (load_weights(tmp_path / "weights" / f"{v}.pt").config for v in ("plain", "residual-meanscale"))
+    assert plain["N"] == meanscale["N"] == TINY["N"]  # the shared settings, and each variant's own switches
+    assert (plain["attention"], plain["prior"]) == ("none", "scale")
+    assert (meanscale["attention"], meanscale["prior"]) == ("residual", "mean-scale")

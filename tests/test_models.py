@@ -9,18 +9,19 @@ from attncomp.models import (
     ZOO,
     AttentionHyperprior,
     ChannelAttention,
+    CodingModel,
     PostFilter,
     SpatialAttentionAE,
     create,
     load,
     load_weights,
-    weights_hash,
 )
+from attncomp.models.zoo import upgrade_v1_hyperprior
 
 from .helpers import TINY
 
 
-def test_channel_attention_scales_each_channel_by_a_gate_in_0_1():
+def test_the_papers_channel_attention_scales_each_channel_by_a_gate_in_0_1():
     block = ChannelAttention(32, reduction=16)
     x = torch.randn(2, 32, 9, 7)
     gate = block.gate(x)
@@ -34,10 +35,24 @@ def test_channel_attention_on_three_channels_keeps_one_hidden_unit():
     assert ChannelAttention(3, reduction=16).mlp[0].out_channels == 1
 
 
-def test_post_filter_maps_images_to_images_in_0_1():
+def test_residual_channel_attention_starts_as_the_identity_and_gates_in_0_2():
+    block = ChannelAttention(32, reduction=16, residual=True)
+    x = torch.randn(2, 32, 9, 7)
+    assert torch.equal(block(x), x)
+    torch.nn.init.normal_(block.mlp[2].weight, std=1.0)  # once trained, it can damp or amplify a channel
+    gate = block.gate(x)
+    assert torch.all((gate >= 0) & (gate <= 2)) and gate.min() < 0.9 and gate.max() > 1.1
+
+
+def test_the_papers_post_filter_maps_images_to_images_in_0_1():
     out = PostFilter(channels=8)(torch.rand(1, 3, 17, 23))
     assert out.shape == (1, 3, 17, 23)
     assert out.min() >= 0 and out.max() <= 1
+
+
+def test_the_residual_post_filter_starts_as_the_identity():
+    x = torch.rand(1, 3, 17, 23)
+    assert torch.equal(PostFilter(channels=8, residual=True)(x), x)
 
 
 def test_attention_hyperprior_is_a_compressai_scale_hyperprior():
@@ -48,25 +63,79 @@ def test_attention_hyperprior_is_a_compressai_scale_hyperprior():
     assert out["likelihoods"]["z"].shape == (2, 16, 2, 3)
 
 
-def test_switches_off_give_exactly_compressais_parameters():
-    plain = AttentionHyperprior(N=16, M=24, attention=False, postfilter=False)
+def test_switches_off_give_compressais_architecture_under_named_transforms():
+    """Same layers and parameters as CompressAI's ScaleHyperprior; its names gain ``.body``."""
+    plain = AttentionHyperprior(N=16, M=24, attention="none", postfilter="none")
     reference = ScaleHyperprior(N=16, M=24)
-    assert plain.state_dict().keys() == reference.state_dict().keys()
-    plain.load_state_dict(reference.state_dict())  # CompressAI weights load as they are
+    _, renamed = upgrade_v1_hyperprior({}, reference.state_dict())
+    assert plain.state_dict().keys() == renamed.keys()
+    plain.load_state_dict(renamed)  # CompressAI weights load once renamed
+    x = torch.rand(1, 3, 64, 64)
+    reference.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.allclose(plain.g_s(plain.g_a(x)), reference.g_s(reference.g_a(x)))
 
 
-@pytest.mark.parametrize("attention,postfilter", [(True, True), (True, False), (False, True), (False, False)])
-def test_switches_add_exactly_their_blocks(attention, postfilter):
+@pytest.mark.parametrize("attention", ["none", "paper", "residual"])
+@pytest.mark.parametrize("postfilter", ["none", "paper", "residual"])
+def test_switches_add_exactly_their_blocks_under_their_names(attention, postfilter):
     model = AttentionHyperprior(**TINY, attention=attention, postfilter=postfilter)
-    n_attention = sum(isinstance(m, ChannelAttention) for m in model.modules())
-    assert n_attention == (4 if attention else 0)
-    assert isinstance(model.post_filter, PostFilter) == postfilter
+    for transform in (model.g_a, model.g_s, model.h_a, model.h_s):
+        assert isinstance(transform.attention, ChannelAttention) == (attention != "none")
+        if attention != "none":
+            assert transform.attention.residual == (attention == "residual")
+    assert isinstance(model.post_filter, PostFilter) == (postfilter != "none")
+    if postfilter != "none":
+        assert model.post_filter.residual == (postfilter == "residual")
 
 
-def test_from_state_dict_recovers_sizes_and_switches():
-    model = AttentionHyperprior(N=16, M=32, reduction=8, postfilter_channels=8, postfilter=True)
-    rebuilt = AttentionHyperprior.from_state_dict(model.state_dict())
-    assert rebuilt.config == model.config
+def test_residual_blocks_start_where_the_model_without_them_is():
+    """A model with residual attention and post-filter computes, untrained, what the plain model computes."""
+    torch.manual_seed(0)
+    plain = AttentionHyperprior(**TINY, attention="none", postfilter="none").eval()
+    residual = AttentionHyperprior(**TINY, attention="residual", postfilter="residual").eval()
+    residual.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(residual(x)["x_hat"], plain(x)["x_hat"])
+
+
+def test_bad_switch_values_are_refused():
+    for bad in (dict(attention="yes"), dict(postfilter=True), dict(prior="laplace"), dict(lambdas=(0.1, 0.01))):
+        with pytest.raises(ValueError):
+            AttentionHyperprior(**TINY, **bad)
+
+
+def test_a_mean_scale_prior_predicts_a_mean_and_a_scale_per_latent():
+    model = AttentionHyperprior(**TINY, prior="mean-scale")
+    z_hat = torch.randn(1, TINY["N"], 2, 3)
+    assert model.h_s(z_hat).shape == (1, 2 * TINY["M"], 8, 12)
+    means, scales = model.prior_parameters(z_hat)
+    assert means.shape == scales.shape == (1, TINY["M"], 8, 12)
+    out = model(torch.rand(2, 3, 128, 192))
+    assert out["likelihoods"]["y"].shape == (2, TINY["M"], 8, 12)
+
+
+def test_a_variable_rate_model_has_one_gain_vector_per_lambda():
+    lambdas = (0.0018, 0.0067, 0.025)
+    model = AttentionHyperprior(**TINY, lambdas=lambdas)
+    assert model.gains.shape == model.inverse_gains.shape == (3, TINY["M"])
+    assert torch.all(model.gains[1:] > model.gains[:-1])  # a larger λ starts with finer steps
+    out = model(torch.rand(2, 3, 64, 64), levels=torch.tensor([0, 2]))
+    assert out["x_hat"].shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="levels or a quality"):
+        model(torch.rand(1, 3, 64, 64))
+
+
+def test_fractional_qualities_interpolate_the_gains_of_their_neighbours():
+    model = AttentionHyperprior(**TINY, lambdas=(0.0018, 0.0067, 0.025))
+    gains = model.gains.detach().double()
+    assert torch.equal(model.quality_gains(2)[0].flatten(), gains[1])
+    between = model.quality_gains(2.25)[0].flatten()
+    assert torch.allclose(between, 0.75 * gains[1] + 0.25 * gains[2])
+    for bad in (0.5, 3.01):
+        with pytest.raises(ValueError, match="quality must lie in"):
+            model.quality_gains(bad)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -99,21 +168,52 @@ def test_zoo_knows_both_papers_and_rejects_unknown_names():
 
 def test_weights_file_round_trip_keeps_config_and_outputs(tiny_weights):
     model = load_weights(tiny_weights)
-    assert not model.training and model.config["N"] == 16 and model.lmbda == 0.01
+    assert isinstance(model, CodingModel) and model.name == "attn-hyperprior"
+    assert not model.network.training and model.config["N"] == 16 and model.lmbda == 0.01
     again = load_weights(tiny_weights)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(model(x)["x_hat"], again(x)["x_hat"])
-    assert weights_hash(model) == weights_hash(again) and len(weights_hash(model)) == 8
+        assert torch.equal(model.estimate(x)["x_hat"], again.estimate(x)["x_hat"])
+    assert model.weights_hash == again.weights_hash and len(model.weights_hash) == 8
 
 
-def test_the_weights_hash_follows_in_place_updates(tiny_weights):
+def test_a_coding_model_is_immutable(tiny_weights):
     model = load_weights(tiny_weights)
-    before = weights_hash(model)
-    with torch.no_grad():
-        model.g_s[0].weight.add_(1e-3)  # fine-tuning a loaded model changes what its streams claim
-    assert weights_hash(model) != before
-    assert weights_hash(model) == weights_hash(model)
+    with pytest.raises(AttributeError):
+        model.quality = 5
+    with pytest.raises(TypeError):
+        model.training["steps"] = 1
+
+
+def test_the_stored_config_says_the_architecture(tmp_path):
+    """No shape guessing: a file's config builds the network, switches and all."""
+    from attncomp.models import save_weights
+
+    network = create("attn-hyperprior", **TINY, attention="residual", prior="mean-scale", lambdas=(0.001, 0.01))
+    save_weights(network, tmp_path / "w.pt", "attn-hyperprior")
+    loaded = load_weights(tmp_path / "w.pt")
+    assert loaded.config == network.config and loaded.variable_rate
+    assert loaded.at(1.5).quality == 1.5 and 0.001 < loaded.at(1.5).lmbda < 0.01
+    with pytest.raises(WeightsError, match="codes qualities 1 to 2"):
+        loaded.at(3)
+
+
+def test_a_fixed_rate_model_codes_at_its_own_quality_only():
+    model = load("attn-hyperprior", 3)
+    assert model.at(3) is model
+    with pytest.raises(WeightsError, match="quality 3 only"):
+        model.at(3.5)
+
+
+def test_format_1_weights_files_load_under_the_new_names():
+    """tests/data/tiny.pt was written by attncomp's first weights format (positional names, boolean switches)."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "tiny.pt"
+    assert torch.load(path, weights_only=True)["version"] == 1
+    model = load_weights(path)
+    assert model.config["attention"] == "paper" and model.config["postfilter"] == "paper"
+    assert isinstance(model.network.g_a.attention, ChannelAttention)
 
 
 def test_weights_files_are_plain_data(tiny_weights):
@@ -139,7 +239,7 @@ def test_bad_weights_files_raise_weights_error(tmp_path):
 def test_a_state_with_differently_sized_cdf_tables_loads_over_built_ones(tiny_weights):
     from attncomp.models.zoo import load_state
 
-    model = load_weights(tiny_weights)  # its CDF tables are built
+    model = load_weights(tiny_weights).network  # its CDF tables are built
     other = create("attn-hyperprior", **TINY)
     with torch.no_grad():
         other.entropy_bottleneck.quantiles.mul_(4)  # wider support: longer CDFs

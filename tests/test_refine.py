@@ -1,5 +1,6 @@
 """Encoder-side latent refinement: fewer bits for the same quality, the decoder unchanged."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +73,8 @@ def test_models_that_cannot_refine_lack_a_lambda_or_were_trained_for_ms_ssim_say
         encode(image, load("spatial-ae", 3), refine_steps=2)
     with pytest.raises(WeightsError, match="λ"):
         encode(image, tiny_model(tmp_path, None), refine_steps=2)
-    ms_ssim_model = tiny_model(tmp_path, 8.73)  # an MS-SSIM λ: refining for MSE would be the wrong objective
-    ms_ssim_model.training_info = {"distortion": "ms-ssim"}
+    # an MS-SSIM λ: refining for MSE would be the wrong objective
+    ms_ssim_model = dataclasses.replace(tiny_model(tmp_path, 8.73), training={"distortion": "ms-ssim"})
     with pytest.raises(WeightsError, match="MS-SSIM"):
         encode(image, ms_ssim_model, refine_steps=2)
 

@@ -42,7 +42,7 @@ def test_one_step_changes_the_weights_and_the_quantiles():
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer(1).fit(module, fixed_batches(1))
     after = module.model.state_dict()
-    assert not torch.equal(before["g_a.0.weight"], after["g_a.0.weight"])
+    assert not torch.equal(before["g_a.body.0.weight"], after["g_a.body.0.weight"])
     assert not torch.equal(before["entropy_bottleneck.quantiles"], after["entropy_bottleneck.quantiles"])
 
 
@@ -52,11 +52,11 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     module.model.train()
     with torch.no_grad():
         torch.manual_seed(1)
-        start = module.rd_loss(batch, module.model(batch))["loss"].item()
+        start = module.rd_loss(batch, module.model(batch), 0.01)["loss"].item()
     trainer(80).fit(module, fixed_batches(80))
     with torch.no_grad():
         torch.manual_seed(1)
-        end = module.rd_loss(batch, module.model(batch))["loss"].item()
+        end = module.rd_loss(batch, module.model(batch), 0.01)["loss"].item()
     assert end < 0.9 * start
 
 
@@ -113,15 +113,15 @@ def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_fol
     assert first.returncode == 0, first.stderr.decode()[-3000:]
     assert (out / "checkpoints" / "last.ckpt").is_file()
     weights = load_weights(out / "weights.pt")
-    assert weights.lmbda == 0.0067 and weights.quality == 3 and weights.training_info["steps"] == 5
-    assert weights.training_info["seed"] == 0  # LightningCLI's --seed_everything default
+    assert weights.lmbda == 0.0067 and weights.quality == 3 and weights.training["steps"] == 5
+    assert weights.training["seed"] == 0  # LightningCLI's --seed_everything default
 
     second = cli(out, image_folder, "--max-steps", "8", "--resume", "last", "--checkpoint_every", "100")
     assert second.returncode == 0, second.stderr.decode()[-3000:]
     resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == 8
-    assert load_weights(out / "weights.pt").training_info["steps"] == 8
-    assert load_weights(out / "weights.pt").training_info["steps_this_run"] == 3
+    assert load_weights(out / "weights.pt").training["steps"] == 8
+    assert load_weights(out / "weights.pt").training["steps_this_run"] == 3
     point = json.loads((out / "validation.json").read_text())  # the final weights' validation point
     assert point["step"] == 8 and point["images"] == 2 and point["bpp"] > 0 and point["psnr"] > 0
 
@@ -140,9 +140,22 @@ def test_a_resumed_fine_tune_keeps_the_record_of_the_weights_it_started_from(tmp
 
     resumed = cli(tuned, image_folder, *init, "--max-steps", "4", "--resume", "last")
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
-    record = load_weights(tuned / "weights.pt").training_info
+    record = load_weights(tuned / "weights.pt").training
     assert record["steps"] == 4
     assert record["initialised_from"]["steps"] == 3 and "initialised_from" not in record["initialised_from"]
+
+
+def test_a_variable_rate_model_trains_every_lambda_at_once_and_codes_any_quality(tmp_path, image_folder):
+    out = tmp_path / "vbr"
+    run = cli(out, image_folder, "--model.model", "attn-hyperprior-vbr", "--max-steps", "2", "--checkpoint_every", "2")
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    model = load_weights(out / "weights.pt")
+    assert model.variable_rate and model.quality is None and model.lmbda is None
+    point = json.loads((out / "validation.json").read_text())
+    assert {f"loss_q{q}" for q in range(1, 9)} <= set(point) and point["lmbda"] is None
+    assert point["loss"] == pytest.approx(sum(point[f"loss_q{q}"] for q in range(1, 9)) / 8, rel=1e-5)
+    image = smooth_image(50, 70)
+    assert decode(encode(image, model.at(2.5)), model).size == (70, 50)
 
 
 def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_runs_it_cannot_continue(tmp_path, image_folder):
@@ -180,3 +193,25 @@ def test_ddp_with_two_cpu_processes(tmp_path, image_folder):
     assert "MEMBER: 2/2" in result.stderr.decode() + result.stdout.decode()  # the second process joined
     assert torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
     assert json.loads((tmp_path / "ddp" / "validation.json").read_text())["step"] == 3  # ranks stayed in step
+
+
+def test_a_variable_rate_model_warm_starts_from_fixed_rate_weights(tiny_weights):
+    module = CompressionModule(model="attn-hyperprior-vbr", warm_start=str(tiny_weights),
+                               model_config=dict(TINY, attention="paper", postfilter="paper", prior="scale"))
+    source = load_weights(tiny_weights).network.state_dict()
+    own = module.model.state_dict()
+    assert torch.equal(own["g_a.body.0.weight"], source["g_a.body.0.weight"])
+    assert torch.equal(own["post_filter.net.2.weight"], source["post_filter.net.2.weight"])
+    assert own["gains"].shape == (8, TINY["M"])  # what the fixed-rate file lacks starts fresh
+    assert {"g_a.body", "g_a.attention", "h_s.body", "post_filter.net"} <= set(module.parent["copied"])
+
+
+def test_a_warm_start_leaves_out_blocks_whose_form_differs(tiny_weights):
+    """Paper post-filter and scale-prior weights must not seed a residual post-filter or a mean-scale prior."""
+    module = CompressionModule(model="attn-hyperprior-vbr", warm_start=str(tiny_weights), model_config=TINY)
+    source = load_weights(tiny_weights).network.state_dict()
+    own = module.model.state_dict()
+    assert torch.equal(own["g_s.body.0.weight"], source["g_s.body.0.weight"])
+    assert not torch.any(own["post_filter.net.4.weight"])  # the residual filter still starts as the identity
+    assert not torch.equal(own["h_a.body.0.weight"], source["h_a.body.0.weight"])
+    assert "g_a.body" in module.parent["copied"] and "g_a.attention" not in module.parent["copied"]

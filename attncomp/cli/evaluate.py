@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = runner.run(
             images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress, refine=args.refine
         )
-        table = write_outputs(Path(args.out), evaluation, images, args.anchors, args.reference or reference.DEFAULT_DIR, args.crops)
+        table = write_outputs(Path(args.out), evaluation, images, args.anchors, args.reference or reference.default_dir(), args.crops)
     except (AttncompError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

@@ -90,7 +90,8 @@ def write_validation_point(trainer: Trainer, module, datamodule, path: Path) -> 
     if trainer.is_global_zero:
         limit = trainer.limit_val_batches  # a count of batches of one image, or a fraction of them
         images = len(datamodule.val_images) if isinstance(limit, float) else min(len(datamodule.val_images), limit)
-        point = {"step": trainer.global_step, "images": images, "lmbda": module.hparams.lmbda}
+        lmbda = None if module.lambdas else module.hparams.lmbda  # a variable-rate model: one point per λ
+        point = {"step": trainer.global_step, "images": images, "lmbda": lmbda}
         point.update({k.removeprefix("val/"): round(float(v), 6) for k, v in sorted(metrics.items())})
         atomic_write(path, lambda f: f.write(json.dumps(point, indent=1).encode() + b"\n"))
 

@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 _HOMES = {
-    "DEFAULT_TILE": ".codec",
+    "DEFAULT_TILE": ".container",
     "decode": ".codec",
     "encode": ".codec",
     "model_for": ".codec",
@@ -22,14 +22,12 @@ _HOMES = {
     "pack": ".container",
     "tile_boxes": ".container",
     "unpack": ".container",
-    "supports_refinement": ".refine",
 }
 __all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:
-    from .codec import DEFAULT_TILE, decode, encode, model_for
-    from .container import FORMAT_VERSION, Stream, pack, tile_boxes, unpack
-    from .refine import supports_refinement
+    from .codec import decode, encode, model_for
+    from .container import DEFAULT_TILE, FORMAT_VERSION, Stream, pack, tile_boxes, unpack
 
 
 def __getattr__(name: str):

@@ -11,33 +11,30 @@ from PIL import Image
 from .. import image as imageio
 from ..errors import StreamError, WeightsError
 from ..files import read_bytes
-from ..models import zoo
-from .container import Stream, pack, unpack
-from .refine import refine_latents, supports_refinement
+from ..models import CodingModel, zoo
+from .container import DEFAULT_TILE, Stream, pack, unpack
+from .refine import refine_latents
 
 _GUARD = bytes(16)
 _PASS_WEIGHTS = "pass the weights file it was encoded with (--weights)"
-# Pixels a side. Memory is a tile's activations plus the 8-bit image: at 512 a 48-megapixel photo encodes in
-# 1.08 GB and decodes in 1.16 GB peak RSS (torch alone: 0.78 GB), against 1.61 GB at 1024. Tile borders cost
-# about 1.5% more bits at equal PSNR on large images than 1024 (README, "Memory"); the stream format is unchanged.
-DEFAULT_TILE = 512
 
 
-def _strings_per_tile(model) -> int:
+def _strings_per_tile(model: CodingModel) -> int:
     """One range-coded string per entropy model: 2 for the hyperprior (y, z), 1 for the autoencoder."""
-    return sum(isinstance(module, EntropyModel) for module in model.modules())
+    return sum(isinstance(module, EntropyModel) for module in model.network.modules())
 
 
-def _identity(model) -> tuple[str, int, bytes]:
-    name = getattr(model, "zoo_name", None)
-    if name is None:
-        raise WeightsError("model has no zoo name: load it with attncomp.models.load() or load_weights()")
-    return name, int(getattr(model, "quality", None) or 0), zoo.weights_hash(model)
+def _checked(model) -> CodingModel:
+    if not isinstance(model, CodingModel):
+        raise WeightsError(
+            "encode and decode take a CodingModel: attncomp.models.load(), load_weights() or CodingModel.from_network()"
+        )
+    return model
 
 
-def _device(model) -> torch.device:
+def _device(model: CodingModel) -> torch.device:
     """Where the model's transforms run (a GPU works too: the coding indexes are exact everywhere)."""
-    return next(model.parameters()).device
+    return next(model.network.parameters()).device
 
 
 @torch.inference_mode()
@@ -48,22 +45,20 @@ def encode(source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int 
     (:mod:`attncomp.codec.refine`): slower encoding, fewer bits for the same
     quality, a stream any attncomp decoder reads.
     """
-    model = model if model is not None else zoo.load()
-    name, quality, digest = _identity(model)
+    model = _checked(model if model is not None else zoo.load())
     factor = model.downsampling_factor
     if tile_size < factor or tile_size % factor or tile_size > 65535:
         raise ValueError(f"tile size must be a multiple of {factor} below 65536")
     if refine_steps < 0:
         raise ValueError("refine steps must be 0 or more")
-    if refine_steps and not supports_refinement(model):
-        raise WeightsError(f"{name} does not support encoder-side refinement (--refine)")
+    if refine_steps and not model.supports_refinement:
+        raise WeightsError(f"{model.name} does not support encoder-side refinement (--refine)")
     img = imageio.open_image(source)
-    channels = zoo.image_channels(model)
-    stream = Stream(name, quality, digest, img.width, img.height, img.mode, tile_size)
+    stream = Stream(model.name, model.quality or 0, model.weights_hash, img.width, img.height, img.mode, tile_size)
     device = _device(model)
     for box in stream.tile_boxes():  # the image stays 8-bit: only the tile being coded becomes float
         _, _, h, w = box
-        tile = imageio.pad_to_multiple(imageio.tile_to_tensor(img, box, channels), factor).to(device)
+        tile = imageio.pad_to_multiple(imageio.tile_to_tensor(img, box, model.image_channels), factor).to(device)
         if refine_steps:
             out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps))
         else:
@@ -83,12 +78,14 @@ def model_for(stream: Stream, model=None):
             model = zoo.load(stream.model, stream.quality)
         except WeightsError as exc:
             raise WeightsError(f"{exc}; if the stream came from your own weights file, {_PASS_WEIGHTS}") from None
-    name, _, digest = _identity(model)
-    if name != stream.model or digest != stream.weights_hash:
+    model = _checked(model)
+    if model.name != stream.model or model.weights_hash != stream.weights_hash:
         raise WeightsError(
             f"stream was written by {stream.model} with weights {stream.weights_hash.hex()}, "
-            f"not by {name} with weights {digest.hex()}{hint}"
+            f"not by {model.name} with weights {model.weights_hash.hex()}{hint}"
         )
+    if model.variable_rate:
+        return model.at(stream.quality)
     return model
 
 
@@ -102,7 +99,7 @@ def decode(data, model=None) -> Image.Image:
     factor = model.downsampling_factor
     if stream.tile_size % factor:
         raise StreamError(f"stream tile size {stream.tile_size} is not a multiple of {factor}")
-    channels = zoo.image_channels(model)
+    channels = model.image_channels
     per_tile = _strings_per_tile(model)
     mode = "L" if stream.mode == "L" or channels == 1 else "RGB"
     # 8-bit from the start: each tile is rounded as it is decoded, so no float image of the whole size exists

@@ -22,15 +22,13 @@ import contextlib
 import torch
 
 from ..errors import WeightsError
+from ..models import CodingModel
 from ..models.layers import bfloat16_is_fast
+from ..models.rd import objective
 
 LEARNING_RATE = 0.01
 TAU_START, TAU_END = 0.5, 0.1  # SGA temperature, annealed geometrically over the steps
 _EPS = 1e-6
-
-
-def supports_refinement(model) -> bool:
-    return hasattr(model, "relaxed_rate_distortion") and hasattr(model, "compress_latents")
 
 
 def hard_round(value: torch.Tensor, offset) -> torch.Tensor:
@@ -60,13 +58,13 @@ def rd_loss(model, latents, x: torch.Tensor, lmbda: float, quantize) -> torch.Te
     x_hat, bits = model.relaxed_rate_distortion(latents, quantize)
     h, w = x.shape[-2:]
     mse = torch.mean((x_hat[..., :h, :w].float() - x) ** 2)
-    return lmbda * 255**2 * mse + bits / (h * w)
+    return objective(lmbda, mse, bits / (h * w))
 
 
 @contextlib.contextmanager
-def _frozen(model):
+def _frozen(network):
     """Gradients only for the latents: a step is ~10% faster than when autograd merely skips the weights'."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    flags = [(p, p.requires_grad) for p in network.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
     try:
@@ -77,17 +75,18 @@ def _frozen(model):
 
 
 def refine_latents(
-    model, x_padded: torch.Tensor, size: tuple[int, int], steps: int, lmbda: float | None = None, seed: int = 0
+    model: CodingModel, x_padded: torch.Tensor, size: tuple[int, int], steps: int, lmbda: float | None = None,
+    seed: int = 0,
 ):
     """Latents for ``x_padded`` that code the image region ``size`` (h, w) at a lower RD loss."""
-    if not supports_refinement(model):
-        raise WeightsError(f"{type(model).__name__} does not support encoder-side refinement")
-    lmbda = lmbda if lmbda is not None else getattr(model, "lmbda", None)
+    if not model.supports_refinement:
+        raise WeightsError(f"{model.name} does not support encoder-side refinement")
+    lmbda = lmbda if lmbda is not None else model.lmbda
     if lmbda is None:
         raise WeightsError("refinement needs the model's λ: these weights do not record one")
-    if getattr(model, "training_info", {}).get("distortion", "mse") != "mse":
+    if model.distortion != "mse":
         raise WeightsError("refinement lowers λ·255²·MSE + bpp, and these weights were trained for MS-SSIM")
-    with torch.inference_mode(False), torch.enable_grad(), _frozen(model):
+    with torch.inference_mode(False), torch.enable_grad(), _frozen(model.network):
         x_padded = x_padded.clone()
         x = x_padded[..., : size[0], : size[1]]
         with torch.no_grad():

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from pytorch_msssim import ms_ssim as _ms_ssim
 
-MS_SSIM_MIN_SIDE = 161  # five scales of an 11-pixel window
+from ..models.rd import MS_SSIM_MIN_SIDE, mse_from_psnr, objective
 
 
 def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
@@ -21,7 +21,7 @@ def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
 
 def rd_objective(lmbda: float, bpp: float, psnr_db: float) -> float:
     """λ·255²·MSE + bpp, the loss the models train on, from a point's bpp and its PSNR over 8-bit RGB."""
-    return lmbda * 255**2 * 10 ** (-psnr_db / 10) + bpp  # 10^(-PSNR/10) is the MSE of [0, 1] pixels
+    return objective(lmbda, mse_from_psnr(psnr_db), bpp)
 
 
 def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:

@@ -6,7 +6,13 @@ import json
 import os
 from pathlib import Path
 
-DEFAULT_DIR = Path(os.environ.get("ATTNCOMP_REFERENCE", "../shared/reference/compressai-kodak"))
+
+
+def default_dir() -> Path:
+    """``$ATTNCOMP_REFERENCE``, else the workspace's ``../shared/reference/compressai-kodak`` (read when called)."""
+    return Path(os.environ.get("ATTNCOMP_REFERENCE", "../shared/reference/compressai-kodak"))
+
+
 # file stem -> label; the curves named in the BD-rate table
 PUBLISHED = {
     "compressai-bmshj2018-hyperprior_mse_cpu": "bmshj2018-hyperprior (CompressAI, published)",
@@ -20,10 +26,10 @@ def is_kodak(names) -> bool:
     return sorted(names) == [f"kodim{i:02d}" for i in range(1, 25)]
 
 
-def load_published(folder=DEFAULT_DIR) -> dict:
+def load_published(folder=None) -> dict:
     """label -> list of points {bpp, psnr, ms_ssim}, sorted by rate; empty if the folder is absent."""
     curves = {}
-    folder = Path(folder)
+    folder = Path(folder) if folder is not None else default_dir()
     for stem, label in PUBLISHED.items():
         path = folder / f"{stem}.json"
         if not path.is_file():

@@ -17,7 +17,8 @@ from PIL import Image  # noqa: E402
 
 from .. import image as imageio  # noqa: E402
 from ..codec import DEFAULT_TILE, tile_boxes  # noqa: E402
-from ..models import ChannelAttention, image_channels  # noqa: E402
+from ..models import ChannelAttention, CodingModel  # noqa: E402
+from ..compressai_adapter import bottleneck_medians  # noqa: E402
 from .anchors import LABELS  # noqa: E402
 from .bdrate import bd_rate  # noqa: E402
 
@@ -90,33 +91,34 @@ def img_tag(png: bytes, alt: str, width: int | None = None) -> str:
 
 
 @torch.inference_mode()
-def attention_gates(model, image) -> dict:
+def attention_gates(model: CodingModel, image) -> dict:
     """Channel-attention weights of each transform for one image (what the model emphasises)."""
-    if not any(isinstance(m, ChannelAttention) for m in model.modules()):
+    net = model.network
+    if not any(isinstance(m, ChannelAttention) for m in net.modules()):
         return {}
     gates = {}
 
-    def through(name, layers, t):
-        """``layers(t)``, keeping the gate of its final attention block."""
-        hidden = layers[:-1](t)
-        gate = layers[-1].gate(hidden)
+    def through(name, transform, t):
+        """``transform(t)``, keeping the gate of its attention block."""
+        hidden = transform.body(t)
+        gate = transform.attention.gate(hidden)
         gates[name] = gate.flatten().numpy()
         return hidden * gate
 
-    x = imageio.pad_to_multiple(imageio.to_tensor(image), model.downsampling_factor)
-    y = through("g_a (latent y)", model.g_a, x)
-    z = through("h_a (hyper-latent z)", model.h_a, torch.abs(y))
-    bottleneck = model.entropy_bottleneck
-    through("h_s (scales)", model.h_s, bottleneck.quantize(z, "dequantize", bottleneck._get_medians()))
-    through("g_s (RGB)", model.g_s, torch.round(y))
+    x = imageio.pad_to_multiple(imageio.to_tensor(image), net.downsampling_factor)
+    y = through("g_a (latent y)", net.g_a, x)
+    z = through("h_a (hyper-latent z)", net.h_a, net.hyper_input(y))
+    bottleneck = net.entropy_bottleneck
+    through("h_s (prior)", net.h_s, bottleneck.quantize(z, "dequantize", bottleneck_medians(bottleneck)))
+    through("g_s (RGB)", net.g_s, torch.round(y))
     return gates
 
 
 @torch.inference_mode()
-def bit_allocation(model, image) -> np.ndarray:
+def bit_allocation(model: CodingModel, image) -> np.ndarray:
     """Bits spent at each latent position (−log2 p summed over channels) of the main latent."""
-    x = imageio.pad_to_multiple(imageio.to_tensor(image, image_channels(model)), model.downsampling_factor)
-    likelihoods = model(x)["likelihoods"]
+    x = imageio.pad_to_multiple(imageio.to_tensor(image, model.image_channels), model.downsampling_factor)
+    likelihoods = model.estimate(x)["likelihoods"]
     main = likelihoods.get("y", next(iter(likelihoods.values())))
     return (-torch.log2(main)).sum(dim=1)[0].numpy()
 

@@ -11,9 +11,9 @@ import torch
 from tqdm import tqdm
 
 from .. import image as imageio
-from ..codec import DEFAULT_TILE, decode, encode, supports_refinement, tile_boxes
+from ..codec import DEFAULT_TILE, decode, encode, tile_boxes
 from ..errors import AttncompError
-from ..models import image_channels
+from ..models import CodingModel, rd
 from . import anchors
 from .metrics import finite_mean, ms_ssim, psnr
 
@@ -62,31 +62,30 @@ def load_images(folder, limit: int | None = None, split=None) -> list[TestImage]
     return [TestImage(name, imageio.open_image(p)) for name, p in zip(names, paths)]
 
 
-def model_label(model, refine_steps: int = 0) -> str:
+def model_label(model: CodingModel, refine_steps: int = 0) -> str:
     """The curve a model's points belong to; encoder-side refinement is a curve of its own."""
-    name = getattr(model, "zoo_name", type(model).__name__)
-    return f"{name}+refine{refine_steps}" if refine_steps else name
+    return f"{model.name}+refine{refine_steps}" if refine_steps else model.name
 
 
-def model_setting(model) -> str:
+def model_setting(model: CodingModel) -> str:
     """The point on the model's curve: its quality, else its λ."""
-    if getattr(model, "quality", None):
-        return f"q{model.quality}"
-    return f"λ={model.lmbda}" if getattr(model, "lmbda", None) else "custom"
+    if model.quality:
+        return f"q{model.quality:g}"
+    return f"λ={model.lmbda}" if model.lmbda else "custom"
 
 
 @torch.inference_mode()
-def estimated_bpp(model, x: torch.Tensor, pixels: int, tile_size: int = DEFAULT_TILE) -> float:
+def estimated_bpp(model: CodingModel, x: torch.Tensor, pixels: int, tile_size: int = DEFAULT_TILE) -> float:
     """−Σ log2 p over the latents, tile by tile as the codec codes them (so memory stays bounded)."""
-    bits = 0.0
+    total = 0.0
     for top, left, h, w in tile_boxes(x.shape[-2], x.shape[-1], tile_size):
         tile = imageio.pad_to_multiple(x[..., top : top + h, left : left + w], model.downsampling_factor)
-        bits += sum(-torch.log2(v).sum().item() for v in model(tile)["likelihoods"].values())
-    return bits / pixels
+        total += rd.bits(model.estimate(tile)["likelihoods"]).item()
+    return total / pixels
 
 
-def measure_model(model, test: TestImage, keep: dict | None = None, refine_steps: int = 0) -> Record:
-    channels = image_channels(model)
+def measure_model(model: CodingModel, test: TestImage, keep: dict | None = None, refine_steps: int = 0) -> Record:
+    channels = model.image_channels
     reference = test.array if channels == 3 or test.array.ndim == 2 else np.asarray(test.image.convert("L"))
     start = time.perf_counter()
     data = encode(test.image, model, refine_steps=refine_steps)
@@ -129,13 +128,13 @@ def run(images: list[TestImage], models=(), anchor_codecs=(), keep_images: int =
     encoder); models that cannot refine are measured with the plain encoder only.
     """
     refine = sorted(set(refine))
-    if 0 not in refine and not any(supports_refinement(m) for m in models):
+    if 0 not in refine and not any(m.supports_refinement for m in models):
         raise AttncompError("none of these models supports --refine")
     tasks = [
         ("model", m, model_setting(m), steps)
         for steps in refine
         for m in models
-        if steps == 0 or supports_refinement(m)
+        if steps == 0 or m.supports_refinement
     ]
     tasks += [("anchor", c, s, 0) for c in anchor_codecs for s in anchors.SWEEPS[c]]
     result = Evaluation()

@@ -1,10 +1,12 @@
 """attncomp's models: importable in a notebook, coded with CompressAI's entropy coder.
 
 >>> import attncomp.models as am
->>> net = am.load("attn-hyperprior", quality=3)     # bundled weights
+>>> model = am.load("attn-hyperprior", quality=3)   # bundled weights: a CodingModel
+>>> model.network                                   # the nn.Module
 >>> fresh = am.create("attn-hyperprior-paper")      # untrained, paper sizes
 """
 
+from .coding import CodingModel
 from .hyperprior import AttentionHyperprior
 from .layers import ChannelAttention, PostFilter
 from .spatial_ae import SpatialAttentionAE
@@ -18,11 +20,11 @@ from .zoo import (
     load,
     load_weights,
     save_weights,
-    weights_hash,
 )
 
 __all__ = [
     "AttentionHyperprior",
+    "CodingModel",
     "ChannelAttention",
     "PostFilter",
     "SpatialAttentionAE",
@@ -35,5 +37,4 @@ __all__ = [
     "load",
     "load_weights",
     "save_weights",
-    "weights_hash",
 ]

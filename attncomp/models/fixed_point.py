@@ -24,11 +24,13 @@ algorithms (FFT, Winograd) that are not exact.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ChannelAttention, cached_by_version
+from .layers import ChannelAttention
 
 # These constants define the scales a stream decodes with: changing any of them changes the
 # bitstream format (bump codec.container.FORMAT_VERSION; tests/test_entropy_coding.py pins them).
@@ -40,12 +42,13 @@ EXACT_LIMIT = 2.0**53
 GATE_RANGE = 16.0  # the sigmoid is tabulated on [-GATE_RANGE, GATE_RANGE]
 
 
-def _gate_table() -> torch.Tensor:
+def _gate_table(gain: float) -> torch.Tensor:
     steps = torch.arange(-GATE_RANGE * 2**ACT_BITS, GATE_RANGE * 2**ACT_BITS + 1, dtype=torch.float64)
-    return torch.round(torch.sigmoid(steps / 2**ACT_BITS) * 2**GATE_BITS)
+    return torch.round(gain * torch.sigmoid(steps / 2**ACT_BITS) * 2**GATE_BITS)
 
 
-GATE_TABLE = _gate_table()
+GATE_TABLE = _gate_table(1.0)  # the paper's sigmoid gate
+RESIDUAL_GATE_TABLE = _gate_table(2.0)  # the residual form's 2·sigmoid
 
 
 def _check_exact(weight: torch.Tensor, bias: torch.Tensor, fan_in: int) -> None:
@@ -59,53 +62,89 @@ def _requantize(acc: torch.Tensor) -> torch.Tensor:
     return torch.floor(acc / 2**WEIGHT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
 
 
-def _integer_parameters(layer: nn.Conv2d | nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's weight and bias as integers, cached until either parameter changes.
+@dataclass(frozen=True)
+class IntegerConv:
+    """A convolution's weight and bias rounded to integers, with its geometry."""
 
-    Rounding and checking the weights costs more than the small convolutions of h_s
-    themselves, and a decoder runs h_s once per tile with the same weights.
-    """
+    weight: torch.Tensor
+    bias: torch.Tensor
+    transposed: bool
+    stride: tuple
+    padding: tuple
+    output_padding: tuple
 
-    def compute():
+    @classmethod
+    def of(cls, layer: nn.Conv2d | nn.ConvTranspose2d) -> IntegerConv:
         weight = torch.round(layer.weight.detach().cpu().double() * 2**WEIGHT_BITS).contiguous()
         bias = torch.round(layer.bias.detach().cpu().double() * 2 ** (ACT_BITS + WEIGHT_BITS))
         _check_exact(weight, bias, layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1])
-        return weight, bias
+        transposed = isinstance(layer, nn.ConvTranspose2d)
+        return cls(weight, bias, transposed, layer.stride, layer.padding, layer.output_padding if transposed else ())
 
-    return cached_by_version(layer, "_fixed_point", (layer.weight, layer.bias), compute)
-
-
-def _conv(layer: nn.Conv2d | nn.ConvTranspose2d, q: torch.Tensor) -> torch.Tensor:
-    weight, bias = _integer_parameters(layer)
-    if isinstance(layer, nn.ConvTranspose2d):
-        acc = F.conv_transpose2d(
-            q, weight, bias, layer.stride, layer.padding, layer.output_padding, layer.groups, layer.dilation
-        )
-    else:
-        acc = F.conv2d(q, weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
-    return _requantize(acc)
-
-
-def _channel_attention(block: ChannelAttention, q: torch.Tensor) -> torch.Tensor:
-    squeeze, _, expand = block.mlp
-    avg = torch.floor(q.sum(dim=(2, 3), keepdim=True) / (q.shape[2] * q.shape[3]))
-    peak = q.amax(dim=(2, 3), keepdim=True)
-    logits = sum(_conv(expand, torch.relu(_conv(squeeze, s))) for s in (avg, peak))
-    index = logits.clamp(-GATE_RANGE * 2**ACT_BITS, GATE_RANGE * 2**ACT_BITS) + GATE_RANGE * 2**ACT_BITS
-    gate = GATE_TABLE[index.long()]
-    return torch.floor(q * gate / 2**GATE_BITS)
-
-
-def fixed_point_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """Run ``layers`` (convs, ReLUs, ChannelAttention) exactly, on the CPU; float64 values on ``x``'s device."""
-    q = torch.round(x.detach().cpu().double().contiguous() * 2**ACT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
-    for layer in layers:
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            q = _conv(layer, q)
-        elif isinstance(layer, nn.ReLU):
-            q = torch.relu(q)
-        elif isinstance(layer, ChannelAttention):
-            q = _channel_attention(layer, q)
+    def __call__(self, q: torch.Tensor) -> torch.Tensor:
+        if self.transposed:
+            acc = F.conv_transpose2d(q, self.weight, self.bias, self.stride, self.padding, self.output_padding)
         else:
-            raise TypeError(f"no fixed-point rule for {type(layer).__name__}")
-    return (q / 2**ACT_BITS).to(x.device)
+            acc = F.conv2d(q, self.weight, self.bias, self.stride, self.padding)
+        return _requantize(acc)
+
+
+@dataclass(frozen=True)
+class IntegerReLU:
+    def __call__(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.relu(q)
+
+
+@dataclass(frozen=True)
+class IntegerChannelAttention:
+    """The attention gate on integers: integer MLP, sigmoid read from a table of integers."""
+
+    squeeze: IntegerConv
+    expand: IntegerConv
+    table: torch.Tensor
+
+    @classmethod
+    def of(cls, block: ChannelAttention) -> IntegerChannelAttention:
+        squeeze, _, expand = block.mlp
+        table = RESIDUAL_GATE_TABLE if block.residual else GATE_TABLE
+        return cls(IntegerConv.of(squeeze), IntegerConv.of(expand), table)
+
+    def __call__(self, q: torch.Tensor) -> torch.Tensor:
+        avg = torch.floor(q.sum(dim=(2, 3), keepdim=True) / (q.shape[2] * q.shape[3]))
+        peak = q.amax(dim=(2, 3), keepdim=True)
+        logits = sum(self.expand(torch.relu(self.squeeze(s))) for s in (avg, peak))
+        index = logits.clamp(-GATE_RANGE * 2**ACT_BITS, GATE_RANGE * 2**ACT_BITS) + GATE_RANGE * 2**ACT_BITS
+        return torch.floor(q * self.table[index.long()] / 2**GATE_BITS)
+
+
+def _integer_layer(layer: nn.Module):
+    if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+        return IntegerConv.of(layer)
+    if isinstance(layer, nn.ReLU):
+        return IntegerReLU()
+    if isinstance(layer, ChannelAttention):
+        return IntegerChannelAttention.of(layer)
+    raise TypeError(f"no fixed-point rule for {type(layer).__name__}")
+
+
+@dataclass(frozen=True)
+class FixedPointTransform:
+    """A float transform frozen into integers: build once per set of weights, run on any machine.
+
+    Rounding and checking the weights costs more than the small convolutions of
+    h_s themselves, so a coder builds this once when it loads weights.
+    """
+
+    steps: tuple
+
+    @classmethod
+    def of(cls, layers) -> FixedPointTransform:
+        """From a sequence of convs, ReLUs and ChannelAttention blocks (a ``Transform``'s ``layers``)."""
+        return cls(tuple(_integer_layer(layer) for layer in layers))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The transform of ``x``, exactly, on the CPU; float64 values on ``x``'s device."""
+        q = torch.round(x.detach().cpu().double().contiguous() * 2**ACT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
+        for step in self.steps:
+            q = step(q)
+        return (q / 2**ACT_BITS).to(x.device)

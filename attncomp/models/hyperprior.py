@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Literal, Optional
+
 import torch
 from compressai.models import ScaleHyperprior
 from compressai.models.base import get_scale_table
 from torch import nn
 
-from .fixed_point import fixed_point_forward
-from .layers import ChannelAttention, PostFilter, in_float32
-
+from ..compressai_adapter import bottleneck_likelihoods, bottleneck_medians, conditional_likelihoods, scale_bound
+from .fixed_point import FixedPointTransform
+from .layers import PostFilter, in_float32
+from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 
 # 256 scales from 0.11 to 64: coding with the table's next larger scale then costs ~0.5% over the
 # estimated rate, against ~2-3% with CompressAI's 64 scales up to 256 (benchmarks/rate_overhead.py).
 SCALE_TABLE = get_scale_table(0.11, 64, 256)
+POSTFILTER = ("none", "paper", "residual")
+QUALITY_STEPS = 100  # a variable-rate model's quality is coded in hundredths
+
+
+def quality_steps(quality: float) -> int:
+    """``quality`` in hundredths, the resolution streams record it at (3.5 → 350)."""
+    return round(float(quality) * QUALITY_STEPS)
 
 
 class AttentionHyperprior(ScaleHyperprior):
@@ -24,84 +34,216 @@ class AttentionHyperprior(ScaleHyperprior):
                   ┌─────┐    y     ┌─────┐  z  ┌───┐ z_hat     z_hat ┌───────┐
             x ──►─┤g_a+A├──►─┬──►──┤h_a+A├──►──┤ Q ├──►──·⋯⋯·──►──┤h_s+A  ├─┐
                   └─────┘    │     └─────┘     └───┘       EB       │(exact)│ │
-                             ▼                                      └───────┘ │
+                             ▼ ×gain                                └───────┘ │
                            ┌─┴─┐                                              │
-                           │ Q │                                              │
-                           └─┬─┘                                   scales_hat │
+                           │ Q │                              (means,) scales │
+                           └─┬─┘                                     ×gain    │
                        y_hat ▼                                                │
                              ·                                                │
                           GC : ◄──────────────────────◄───────────────────────┘
                              ·
-                       y_hat ▼
+                       y_hat ▼ ×inverse gain
                   ┌─────┐        ┌─────┐    │
         x_hat ◄───┤ PF  ├◄───────┤g_s+A├◄───┘
                   └─────┘        └─────┘
 
-        A  = ChannelAttention at the end of each transform (``attention=True``)
-        PF = PostFilter, decoder side only, costs no bits (``postfilter=True``)
+        A  = ChannelAttention at the end of each transform: ``paper`` (sigmoid
+             gate) or ``residual`` (starts as the identity), or ``none``
+        PF = post-filter, decoder side only, costs no bits: ``paper`` (sigmoid
+             head), ``residual`` (x + f(x), starts as the identity) or ``none``
         EB = EntropyBottleneck, GC = GaussianConditional
 
-    With both switches off this is exactly CompressAI's ``ScaleHyperprior``
-    (same parameter names), so the ablation plain / +attention /
-    +attention+post-filter is one class.
+    ``prior="mean-scale"`` makes h_s predict a mean and a scale for each element
+    of y (Minnen et al., 2018) and feeds h_a with y rather than |y|.
+
+    ``lambdas`` (empty for a fixed-rate model) makes it a variable-rate model:
+    one learned gain vector per λ scales y before rounding (finer steps for a
+    larger λ) and its inverse scales ŷ back (Cui et al., 2021, "gain units");
+    quality q ∈ [1, len(lambdas)] selects the gains, fractional q interpolates
+    between neighbours, so one set of weights covers every rate.
 
     ``compress`` and ``decompress`` (and ``forward`` outside training) run h_s
-    in exact fixed-point arithmetic (:mod:`attncomp.models.fixed_point`):
-    encoder and decoder derive the same scale indexes on any machine, thread
-    count or memory format, and in train mode too.
+    in exact fixed-point arithmetic (:mod:`attncomp.models.fixed_point`) and
+    derive the gains with exactly rounded float64 operations only: encoder and
+    decoder find the same scale indexes on any machine, thread count or
+    memory format. Pass them a prebuilt :class:`FixedPointTransform` of h_s to
+    skip rounding the weights on every call.
     """
 
     def __init__(
         self,
         N: int = 192,
         M: int = 320,
-        attention: bool = True,
-        postfilter: bool = True,
+        attention: Literal["none", "paper", "residual"] = "paper",
+        postfilter: Literal["none", "paper", "residual"] = "paper",
         reduction: int = 16,
         postfilter_channels: int = 192,
+        prior: Literal["scale", "mean-scale"] = "scale",
+        lambdas: tuple = (),
     ):
         super().__init__(N=N, M=M)
+        if postfilter not in POSTFILTER:
+            raise ValueError(f"postfilter must be one of {', '.join(POSTFILTER)}, not {postfilter!r}")
+        if prior not in ("scale", "mean-scale"):
+            raise ValueError(f"prior must be scale or mean-scale, not {prior!r}")
+        lambdas = tuple(float(v) for v in lambdas)
+        if list(lambdas) != sorted(set(lambdas)):
+            raise ValueError("lambdas must increase")
         self.config = dict(
-            N=N,
-            M=M,
-            attention=attention,
-            postfilter=postfilter,
-            reduction=reduction,
-            postfilter_channels=postfilter_channels,
-        )
-        if attention:
-            self.g_a.append(ChannelAttention(M, reduction))
-            self.g_s.append(ChannelAttention(3, reduction))
-            self.h_a.append(ChannelAttention(N, reduction))
-            self.h_s.append(ChannelAttention(M, reduction))
-        self.post_filter = PostFilter(postfilter_channels) if postfilter else nn.Identity()
+            N=N, M=M, attention=attention, postfilter=postfilter, reduction=reduction,
+            postfilter_channels=postfilter_channels, prior=prior, lambdas=lambdas,
+        )  # fmt: skip
+        self.g_a = AnalysisTransform(N, M, attention, reduction)
+        self.g_s = SynthesisTransform(N, M, attention, reduction)
+        self.h_a = HyperAnalysis(N, M, attention, reduction)
+        self.h_s = HyperSynthesis(N, M, attention, reduction, means=prior == "mean-scale")
+        if postfilter == "none":
+            self.post_filter = nn.Identity()
+        else:
+            self.post_filter = PostFilter(postfilter_channels, residual=postfilter == "residual")
+        if lambdas:
+            # a step ∝ 1/√λ is the high-rate optimum for MSE; centred on the middle λ
+            start = torch.tensor(lambdas).div(lambdas[len(lambdas) // 2]).sqrt()[:, None].expand(-1, M)
+            self.gains = nn.Parameter(start.clone())
+            self.inverse_gains = nn.Parameter(1 / start)
 
-    @classmethod
-    def from_state_dict(cls, state_dict, **config):
-        """Build a model whose sizes and switches are read from ``state_dict``."""
-        inferred = dict(
-            N=state_dict["g_a.0.weight"].size(0),
-            M=state_dict["g_a.6.weight"].size(0),
-            attention="g_a.7.mlp.0.weight" in state_dict,
-            postfilter="post_filter.net.0.weight" in state_dict,
-        )
-        if inferred["attention"]:
-            inferred["reduction"] = max(inferred["M"] // state_dict["g_a.7.mlp.0.weight"].size(0), 1)
-        if inferred["postfilter"]:
-            inferred["postfilter_channels"] = state_dict["post_filter.net.0.weight"].size(0)
-        net = cls(**{**inferred, **config})
-        net.load_state_dict(state_dict)
-        return net
+    @property
+    def lambdas(self) -> tuple:
+        return self.config["lambdas"]
+
+    @property
+    def qualities(self) -> tuple[float, float]:
+        """The range of qualities a variable-rate model codes at (1 to the number of λs)."""
+        return (1.0, float(len(self.lambdas)))
 
     def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
         """Build the CDF tables; by default on :data:`SCALE_TABLE`, finer than CompressAI's."""
         return super().update(SCALE_TABLE if scale_table is None else scale_table, force, update_quantiles)
 
-    def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """Scales for y: float while training (differentiable), exact otherwise."""
-        if self.training:
-            return self.h_s(z_hat)
-        return fixed_point_forward(self.h_s, z_hat)
+    def exact_hyper_synthesis(self) -> FixedPointTransform:
+        """h_s frozen into integers: what coding uses, on every machine."""
+        return FixedPointTransform.of(self.h_s.layers)
+
+    # -- the variable rate --------------------------------------------------------------------
+
+    def level_gains(self, levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training: (gain, inverse gain) of integer levels 0..L-1, one per image, shape (B, M, 1, 1)."""
+        return self.gains[levels][..., None, None], self.inverse_gains[levels][..., None, None]
+
+    def quality_gains(self, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coding: float64 (gain, inverse gain) at ``quality``, shape (1, M, 1, 1).
+
+        Linear interpolation between the two neighbouring levels, in the
+        hundredths streams record, with exactly rounded float64 operations only,
+        so that the decoder computes the very numbers the encoder used.
+        """
+        low, high = self.qualities
+        steps = quality_steps(quality)
+        if not low * QUALITY_STEPS <= steps <= high * QUALITY_STEPS:
+            raise ValueError(f"quality must lie in [{low:g}, {high:g}], not {quality}")
+        level, fraction = divmod(steps - QUALITY_STEPS, QUALITY_STEPS)
+        weight = fraction / QUALITY_STEPS
+
+        def interpolate(table: torch.Tensor) -> torch.Tensor:
+            table = table.detach().cpu().double()
+            value = table[level]
+            if fraction:
+                value = value * (1 - weight) + table[level + 1] * weight
+            return value[None, :, None, None]
+
+        return interpolate(self.gains), interpolate(self.inverse_gains)
+
+    # -- training and evaluation ---------------------------------------------------------------
+
+    def prior_parameters(self, z_hat: torch.Tensor, exact: Optional[FixedPointTransform] = None):
+        """(means or None, scales) for y from the exact h_s (``exact``, or built now) — what coding uses."""
+        return self._split_prior((exact or self.exact_hyper_synthesis())(z_hat))
+
+    def _split_prior(self, params: torch.Tensor):
+        if self.config["prior"] == "mean-scale":
+            means, scales = params.chunk(2, dim=1)
+            return means, scales
+        return None, params
+
+    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.post_filter(self.g_s(y_hat))
+
+    def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
+        """What h_a sees: |y| for a scale prior (Ballé et al.), y itself for a mean-scale prior."""
+        return y if self.config["prior"] == "mean-scale" else torch.abs(y)
+
+    def forward(self, x: torch.Tensor, levels: Optional[torch.Tensor] = None, quality: Optional[float] = None):
+        """Reconstruction and likelihoods; a variable-rate model takes per-image ``levels`` (training) or a ``quality``."""
+        y = self.g_a(x)
+        z = self.h_a(self.hyper_input(y))
+        z_hat, z_likelihoods = in_float32(self.entropy_bottleneck)(z)
+        # float h_s while training (differentiable); exact otherwise, so evaluation sees the coder's numbers
+        means, scales = self._split_prior(self.h_s(z_hat)) if self.training else self.prior_parameters(z_hat)
+        gain, inverse = self._gains(levels, quality)
+        if gain is not None:
+            y, scales = y * gain, scales * gain
+            means = means * gain if means is not None else None
+        y_hat, y_likelihoods = in_float32(self.gaussian_conditional)(y, scales, *([] if means is None else [means]))
+        if inverse is not None:
+            y_hat = y_hat * inverse.to(y_hat.dtype)
+        return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def _gains(self, levels, quality):
+        if not self.lambdas:
+            if levels is not None or quality is not None:
+                raise ValueError("a fixed-rate model takes no levels or quality")
+            return None, None
+        if levels is not None:
+            return self.level_gains(levels)
+        if quality is None:
+            raise ValueError("a variable-rate model needs per-image levels or a quality")
+        return tuple(g.float().to(self.gains.device) for g in self.quality_gains(quality))
+
+    # -- encoder-side refinement -----------------------------------------------------------------
+
+    def analysis(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latents the encoder codes: y and the hyper-latent z."""
+        y = self.g_a(x).float()
+        return y, self.h_a(self.hyper_input(y)).float()
+
+    def relaxed_rate_distortion(self, latents, quantize, quality: Optional[float] = None):
+        """Reconstruction and total bits of ``latents`` under a differentiable ``quantize(v, offset)``.
+
+        For encoder-side latent optimisation (:mod:`attncomp.codec.refine`):
+        ``quantize`` stands in for the coder's rounding (y to integers around
+        its means, z to integers around the bottleneck's medians). Likelihoods
+        stay float32. The prior comes from the float h_s (differentiable), so
+        the rate matches the coder's up to the exact h_s's rounding.
+        """
+        y, z = latents
+        z_hat = quantize(z, bottleneck_medians(self.entropy_bottleneck))
+        means, scales = self._split_prior(self.h_s(z_hat))
+        gain, inverse = self._gains(None, quality)
+        if gain is not None:
+            y, scales = y * gain, scales * gain
+            means = means * gain if means is not None else None
+        y_hat = quantize(y, 0.0 if means is None else means)
+        bits = in_float32(lambda *t: -(t[0].log2().sum() + t[1].log2().sum()))(
+            bottleneck_likelihoods(self.entropy_bottleneck, z_hat),
+            conditional_likelihoods(self.gaussian_conditional, y_hat, scales, means),
+        )
+        return self.synthesis(y_hat if inverse is None else y_hat * inverse), bits
+
+    # -- coding -----------------------------------------------------------------------------------
+
+    def compress(self, x: torch.Tensor, quality: Optional[float] = None, exact=None) -> dict:
+        return self.compress_latents(self.analysis(x), quality, exact)
+
+    def _coding_prior(self, z_hat, quality, exact):
+        """float64 (means or None, scale indexes, gain or None, inverse gain or None), identical on both sides."""
+        means, scales = self.prior_parameters(z_hat.cpu(), exact)  # the coder's numbers live on the CPU
+        gain = inverse = None
+        if self.lambdas:
+            if quality is None:
+                raise ValueError("a variable-rate model codes at a quality: pass one")
+            gain, inverse = self.quality_gains(quality)
+            scales, means = scales * gain, (means * gain if means is not None else None)
+        return means, self.scale_indexes(scales), gain, inverse
 
     def scale_indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """CompressAI's ``build_indexes`` in one vectorised, exact float64 comparison.
@@ -110,71 +252,24 @@ class AttentionHyperprior(ScaleHyperprior):
         below the lower-bounded scale, exactly as the reference loop does.
         """
         conditional = self.gaussian_conditional
-        bound = float(conditional.lower_bound_scale.bound)
+        bound = scale_bound(conditional)
         table = conditional.scale_table[:-1].to(torch.float64)
         return torch.bucketize(scales.to(torch.float64).clamp_min(bound).contiguous(), table).int()
 
-    def coding_indexes(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """The scale indexes the range coder uses: from the exact h_s, whatever the mode."""
-        return self.scale_indexes(fixed_point_forward(self.h_s, z_hat))
-
-    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
-        return self.post_filter(self.g_s(y_hat))
-
-    def forward(self, x: torch.Tensor) -> dict:
-        y = self.g_a(x)
-        z = self.h_a(torch.abs(y))
-        z_hat, z_likelihoods = in_float32(self.entropy_bottleneck)(z)
-        scales_hat = self.hyper_synthesis(z_hat)
-        y_hat, y_likelihoods = in_float32(self.gaussian_conditional)(y, scales_hat)
-        return {
-            "x_hat": self.synthesis(y_hat),
-            "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
-        }
-
-    def analysis(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The latents the encoder codes: y and the hyper-latent z."""
-        y = self.g_a(x).float()
-        return y, self.h_a(torch.abs(y)).float()
-
-    def relaxed_rate_distortion(self, latents, quantize) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruction and total bits of ``latents`` under a differentiable ``quantize(v, offset)``.
-
-        For encoder-side latent optimisation (:mod:`attncomp.codec.refine`):
-        ``quantize`` stands in for the coder's rounding (y to integers, z to
-        integers around the bottleneck's medians). Likelihoods stay float32.
-        The likelihoods come from CompressAI's own ``_likelihood`` methods, which
-        its ``forward`` uses too; the scales come from the float h_s (differentiable),
-        so the rate matches the coder's up to the exact h_s's rounding.
-        """
-        y, z = latents
-        z_hat = quantize(z, self.entropy_bottleneck._get_medians())
-        y_hat = quantize(y, 0.0)
-        bits = in_float32(self._bits)(y_hat, z_hat, self.h_s(z_hat))
-        return self.synthesis(y_hat), bits
-
-    def _bits(self, y_hat: torch.Tensor, z_hat: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        bottleneck, conditional = self.entropy_bottleneck, self.gaussian_conditional
-        z_likelihoods, _, _ = bottleneck._likelihood(z_hat.transpose(0, 1).reshape(z_hat.size(1), 1, -1))
-        y_likelihoods = conditional._likelihood(y_hat, scales)
-        return -(
-            torch.log2(bottleneck.likelihood_lower_bound(z_likelihoods)).sum()
-            + torch.log2(conditional.likelihood_lower_bound(y_likelihoods)).sum()
-        )
-
-    def compress(self, x: torch.Tensor) -> dict:
-        return self.compress_latents(self.analysis(x))
-
-    def compress_latents(self, latents) -> dict:
+    def compress_latents(self, latents, quality: Optional[float] = None, exact=None) -> dict:
         y, z = latents
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        indexes = self.coding_indexes(z_hat)
-        y_strings = self.gaussian_conditional.compress(y, indexes)
+        means, indexes, gain, _ = self._coding_prior(z_hat, quality, exact)
+        y = y.detach().cpu().double()  # rounding y (around its means) is the encoder's choice: any precision works
+        y_strings = self.gaussian_conditional.compress(y if gain is None else y * gain, indexes, means)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
 
-    def decompress(self, strings: list, shape) -> dict:
+    def decompress(self, strings: list, shape, quality: Optional[float] = None, exact=None) -> dict:
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
-        indexes = self.coding_indexes(z_hat)
-        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float32)
+        means, indexes, _, inverse = self._coding_prior(z_hat, quality, exact)
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float64, means)
+        if inverse is not None:
+            y_hat = y_hat * inverse
+        y_hat = y_hat.float().to(z_hat.device)
         return {"x_hat": self.synthesis(y_hat).clamp_(0, 1), "y_hat": y_hat}

@@ -29,67 +29,73 @@ def bfloat16_is_fast(device: torch.device) -> bool:
     return device.type != "cpu" or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
-def cached_by_version(owner, name: str, tensors, compute):
-    """``compute()``, cached on ``owner`` until one of ``tensors`` is replaced or modified in place.
-
-    The cache holds aliases of the tensors it was computed from, so their memory cannot be
-    reused by replacements (``model.half().float()``) that would then match the cached address.
-    Tensors made under ``torch.inference_mode`` keep no version counter: then it recomputes.
-    """
-    tensors = list(tensors)
-    key = None if any(t.is_inference() for t in tensors) else tuple((t.data_ptr(), t._version, t.device) for t in tensors)
-    cached = owner.__dict__.get(name)
-    if key is None or cached is None or cached[0] != key:
-        cached = owner.__dict__[name] = (key, compute(), [t.detach() for t in tensors] if key else None)
-    return cached[1]
-
-
 class ChannelAttention(nn.Module):
     """CBAM channel attention (Woo et al., 2018).
 
     Global average- and max-pooling summarise each channel; one shared MLP
     (1×1 convs C → C/r → C with a ReLU) scores both summaries, the scores are
-    summed and squashed by a sigmoid, and the result rescales the channels.
-    The gate is computed per image, so it costs no bits and adapts the
-    transform to the content.
+    summed and squashed, and the result rescales the channels. The gate is
+    computed per image, so it costs no bits and adapts the transform to the content.
+
+    ``residual=False`` is the paper's gate, a sigmoid in (0, 1): at initialisation
+    it halves every channel, which the rest of the network must first learn to undo.
+    ``residual=True`` uses 2·sigmoid in (0, 2), i.e. x + x·tanh(s/2), with the
+    last 1×1 conv zero-initialised: the block starts as the identity and learns
+    only the correction.
     """
 
-    def __init__(self, channels: int, reduction: int = 16):
+    def __init__(self, channels: int, reduction: int = 16, residual: bool = False):
         super().__init__()
         hidden = max(channels // reduction, 1)
+        self.residual = residual
         self.mlp = nn.Sequential(
             nn.Conv2d(channels, hidden, kernel_size=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, channels, kernel_size=1),
         )
+        if residual:
+            nn.init.zeros_(self.mlp[2].weight)
+            nn.init.zeros_(self.mlp[2].bias)
+
+    @property
+    def gate_range(self) -> float:
+        """The gate's upper bound: 1 for the paper's sigmoid, 2 for the residual form."""
+        return 2.0 if self.residual else 1.0
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-channel weights in (0, 1), shape (B, C, 1, 1)."""
+        """Per-channel weights in (0, gate_range), shape (B, C, 1, 1)."""
         avg = x.mean(dim=(2, 3), keepdim=True)
         peak = x.amax(dim=(2, 3), keepdim=True)
-        return torch.sigmoid(self.mlp(avg) + self.mlp(peak))
+        return self.gate_range * torch.sigmoid(self.mlp(avg) + self.mlp(peak))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
 
 
 class PostFilter(nn.Module):
-    """Decoder-side image enhancement: conv3×3(3→C) PReLU conv3×3(C→C) PReLU conv3×3(C→3) sigmoid.
+    """Decoder-side image enhancement: conv3×3(3→C) PReLU conv3×3(C→C) PReLU conv3×3(C→3), then a head.
 
     It runs after synthesis, on the decoder only, so it improves quality
-    without spending bits. The paper uses C = 192.
+    without spending bits. The paper's head is a sigmoid (C = 192): the
+    network must learn the identity before it can help. ``residual=True``
+    returns x + f(x) with the last conv zero-initialised, so a model with the
+    filter starts exactly where the model without it is. (The residual output is
+    not clamped in training, to keep gradients; decoding clamps to [0, 1].)
     """
 
-    def __init__(self, channels: int = 192, image_channels: int = 3):
+    def __init__(self, channels: int = 192, image_channels: int = 3, residual: bool = False):
         super().__init__()
+        self.residual = residual
         self.net = nn.Sequential(
             nn.Conv2d(image_channels, channels, kernel_size=3, padding=1),
             nn.PReLU(channels),
             nn.Conv2d(channels, channels, kernel_size=3, padding=1),
             nn.PReLU(channels),
             nn.Conv2d(channels, image_channels, kernel_size=3, padding=1),
-            nn.Sigmoid(),
         )
+        if residual:
+            nn.init.zeros_(self.net[4].weight)
+            nn.init.zeros_(self.net[4].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return x + self.net(x) if self.residual else torch.sigmoid(self.net(x))

@@ -8,7 +8,7 @@ no torch). Quality q uses CompressAI's λ for its quality q (loss =
 A weights file (``*.pt``) is a plain dict that ``torch.load(weights_only=True)``
 reads without running any code::
 
-    {"format": "attncomp-weights", "version": 1, "model": name,
+    {"format": "attncomp-weights", "version": 2, "model": name,
      "config": {...}, "quality": q or None, "lmbda": λ,
      "training": {...}, "state_dict": {...}}
 
@@ -19,11 +19,11 @@ back to float32, so encoder and decoder always run the same numbers.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Optional
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -32,12 +32,13 @@ from compressai.models import CompressionModel
 from ..catalog import CATALOG, COMPRESSAI_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY, LITE  # noqa: F401
 from ..errors import WeightsError
 from ..files import atomic_write
+from .. import compressai_adapter
 from .hyperprior import AttentionHyperprior
-from .layers import cached_by_version
+from .coding import CodingModel, state_hash
 from .spatial_ae import SpatialAttentionAE
 
 FORMAT = "attncomp-weights"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: named transform submodules, string switches; 1 is read and upgraded
 KINDS = {"hyperprior": AttentionHyperprior, "spatial-ae": SpatialAttentionAE}  # catalog kind → class
 
 
@@ -55,8 +56,8 @@ ZOO: dict[str, ZooEntry] = {
     for name, spec in CATALOG.items()
 }
 _WEIGHTS_DIR = resources.files(__package__) / "weights"
-_EXACT_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
-CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+_EXACT_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.", "gains", "inverse_gains")
+CDF_BUFFERS = (*compressai_adapter.CDF_BUFFERS, "scale_table")
 
 
 def entry(name: str) -> ZooEntry:
@@ -74,27 +75,41 @@ def create(name: str, **overrides) -> CompressionModel:
     return spec.cls(**{**spec.config, **overrides})
 
 
-def bundled_weights(name: str, quality: int) -> Path:
-    return Path(str(_WEIGHTS_DIR / f"{name}-q{quality}.pt"))
+def bundled_weights(name: str, quality: Optional[int]) -> Path:
+    """Where the package keeps ``name``'s weights: one file per quality, or one for a variable-rate model."""
+    return Path(str(_WEIGHTS_DIR / (f"{name}-q{quality}.pt" if quality is not None else f"{name}.pt")))
 
 
 def available_qualities(name: str) -> list[int]:
-    return [q for q in sorted(entry(name).lambdas) if bundled_weights(name, q).is_file()]
-
-
-def load(name: str = DEFAULT_MODEL, quality: int = DEFAULT_QUALITY) -> CompressionModel:
-    """The bundled trained model ``name`` at ``quality``, ready to code (eval mode)."""
+    """The qualities bundled weights exist for (every level of a bundled variable-rate model)."""
     spec = entry(name)
+    if spec.config.get("lambdas"):
+        return list(range(1, len(spec.config["lambdas"]) + 1)) if bundled_weights(name, None).is_file() else []
+    return [q for q in sorted(spec.lambdas) if bundled_weights(name, q).is_file()]
+
+
+def load(name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY) -> CodingModel:
+    """The bundled trained model ``name`` at ``quality``, ready to code.
+
+    A variable-rate model (one file, ``{name}.pt``) codes any quality in its
+    range, fractional ones too; a fixed-rate model has one file per quality.
+    """
+    spec = entry(name)
+    if spec.config.get("lambdas"):
+        path = bundled_weights(name, None)
+        if not path.is_file():
+            raise WeightsError(f"no bundled weights for {name}; train them with attncomp-train --model.model {name}")
+        return load_weights(path, name).at(quality)
     if quality not in spec.lambdas:
         raise WeightsError(f"quality {quality} is not defined for {name}; use 1..{max(spec.lambdas)}")
-    path = bundled_weights(name, quality)
+    path = bundled_weights(name, int(quality))
     if not path.is_file():
         have = available_qualities(name)
         raise WeightsError(
             f"no bundled weights for {name} at quality {quality}"
             + (f"; bundled qualities: {have}" if have else "; train some with attncomp-train")
         )
-    return load_weights(path)
+    return load_weights(path, name)
 
 
 def save_weights(model: CompressionModel, path, name: str, quality=None, lmbda=None, training=None, half=False):
@@ -104,11 +119,12 @@ def save_weights(model: CompressionModel, path, name: str, quality=None, lmbda=N
     for key, value in model.state_dict().items():
         exact = key.startswith(_EXACT_PREFIXES) or not value.is_floating_point()
         state[key] = value.detach().cpu().clone() if exact or not half else value.detach().cpu().half()
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in model.config.items()}
     payload = dict(
         format=FORMAT,
         version=FORMAT_VERSION,
         model=name,
-        config=dict(model.config),
+        config=config,
         quality=quality,
         lmbda=lmbda,
         training=dict(training or {}),
@@ -134,35 +150,70 @@ def safe_load(path, what: str = "weights file"):
 
 
 def read_weights(path) -> dict:
-    """The validated payload of a weights file (no code is executed)."""
+    """The validated payload of a weights file (no code is executed), in the current format's terms."""
     payload = safe_load(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path} is not an attncomp weights file")
-    if payload.get("version") != FORMAT_VERSION:
+    if payload.get("version") not in (1, FORMAT_VERSION):
         raise WeightsError(f"{path} has weights format version {payload.get('version')}, expected {FORMAT_VERSION}")
     if not isinstance(payload.get("model"), str) or not isinstance(payload.get("state_dict"), dict):
         raise WeightsError(f"{path} is an incomplete attncomp weights file (no model name or state dict)")
     return payload
 
 
-@torch.inference_mode(False)  # normal tensors even when loaded inside decode(): the caches need their versions
-def load_weights(path) -> CompressionModel:
-    """A model built from an exported weights file, in eval mode with its CDFs, channels_last."""
-    payload = read_weights(path)
+def build_network(payload: dict, path="weights") -> CompressionModel:
+    """The network a weights payload describes, with its weights, in float32 and train mode."""
     spec = entry(payload["model"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    config, state = payload["config"], payload["state_dict"]
+    if payload["version"] == 1 and spec.cls is AttentionHyperprior:
+        config, state = upgrade_v1_hyperprior(config, state)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
-        model = spec.cls(**payload["config"])
-        load_state(model, state)
-    except (RuntimeError, TypeError, KeyError) as exc:
+        network = spec.cls(**config)
+        load_state(network, state)
+    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
         raise WeightsError(f"{path} does not fit model {payload['model']}: {str(exc).splitlines()[0]}") from None
-    # NHWC convolutions are ~1.5x faster on CPU; the entropy decoding does not depend on it
-    model = model.eval().to(memory_format=torch.channels_last)
-    model.zoo_name = payload["model"]
-    model.quality = payload.get("quality")
-    model.lmbda = payload.get("lmbda")
-    model.training_info = payload.get("training", {})
-    return model
+    return network
+
+
+_V1_BODY_LENGTHS = {"g_a": 7, "g_s": 7, "h_a": 5, "h_s": 6}
+
+
+def upgrade_v1_hyperprior(config: dict, state: dict) -> tuple[dict, dict]:
+    """Format 1 (CompressAI's Sequentials with the attention block appended, boolean switches) in format 2 terms."""
+
+    def rename(key: str) -> str:
+        transform, _, rest = key.partition(".")
+        if transform not in _V1_BODY_LENGTHS:
+            return key
+        index, _, leaf = rest.partition(".")
+        if int(index) < _V1_BODY_LENGTHS[transform]:
+            return f"{transform}.body.{index}.{leaf}"
+        return f"{transform}.attention.{leaf}"
+
+    switches = {k: ("paper" if config.get(k, True) else "none") for k in ("attention", "postfilter")}
+    return {**config, **switches}, {rename(k): v for k, v in state.items()}
+
+
+def load_weights(path, name: Optional[str] = None) -> CodingModel:
+    """A weights file, ready to code: network in eval mode with its CDFs and exact h_s, channels_last.
+
+    The weights hash is taken over the state dict as the file stores it, so streams
+    written before a format upgrade still find their weights.
+    """
+    payload = read_weights(path)
+    if name is not None and payload["model"] != name:
+        raise WeightsError(f"{path} holds {payload['model']}, not {name}")
+    with torch.inference_mode(False):
+        network = build_network(payload, path).eval()
+        # NHWC convolutions are ~1.5x faster on CPU; the entropy decoding does not depend on it
+        network = network.to(memory_format=torch.channels_last)
+        exact = network.exact_hyper_synthesis() if hasattr(network, "exact_hyper_synthesis") else None
+    quality = payload.get("quality")
+    return CodingModel(
+        payload["model"], network, state_hash(payload["state_dict"]), quality, payload.get("lmbda"),
+        payload.get("training") or {}, exact,
+    )  # fmt: skip
 
 
 def load_state(model: CompressionModel, state_dict: dict, strict: bool = True):
@@ -176,27 +227,6 @@ def load_state(model: CompressionModel, state_dict: dict, strict: bool = True):
     return model.load_state_dict(state_dict, strict=strict)
 
 
-def image_channels(model: torch.nn.Module) -> int:
-    """Channels of the images ``model`` codes: 1 for the grayscale autoencoder, else 3."""
-    return getattr(model, "config", {}).get("in_channels", 3)
-
-
-def weights_hash(model: torch.nn.Module) -> bytes:
-    """First 8 bytes of SHA-256 over the state dict: a stream remembers which weights wrote it.
-
-    Cached on the model until a tensor of its state dict is replaced or changed in place
-    (fine-tuning a loaded model must not let its streams claim the old weights).
-    """
-    state = model.state_dict()
-
-    def compute():
-        digest = hashlib.sha256()
-        for name, value in sorted(state.items()):
-            tensor = value.detach().cpu().contiguous()
-            digest.update(name.encode())
-            digest.update(str(tensor.dtype).encode())
-            digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
-        return digest.digest()[:8]
-
-    return cached_by_version(model, "_weights_hash", state.values(), compute)
+def image_channels(network: torch.nn.Module) -> int:
+    """Channels of the images a network codes: 1 for the grayscale autoencoder, else 3."""
+    return getattr(network, "config", {}).get("in_channels", 3)

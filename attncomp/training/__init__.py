@@ -3,6 +3,6 @@
 from .checkpoints import PeriodicCheckpoint
 from .data import ImageFolderData
 from .export import ExportWeights
-from .module import CompressionModule, rate_bpp
+from .module import CompressionModule
 
-__all__ = ["CompressionModule", "ExportWeights", "ImageFolderData", "PeriodicCheckpoint", "rate_bpp"]
+__all__ = ["CompressionModule", "ExportWeights", "ImageFolderData", "PeriodicCheckpoint"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from ..models import zoo
+from ..models import rd, zoo
 
 
 def hardware() -> str:
@@ -70,7 +70,8 @@ class ExportWeights(pl.Callback):
         if not trainer.is_global_zero:
             return
         hp = pl_module.hparams
-        quality = {v: k for k, v in zoo.COMPRESSAI_LAMBDAS.items()}.get(hp.lmbda)
+        variable_rate = bool(pl_module.lambdas)  # its λs are in its config; it codes every quality
+        quality = None if variable_rate else rd.quality_for_lambda(hp.lmbda)
         training = dict(
             steps=int(trainer.global_step),
             hours=round(self.seconds() / 3600, 3),
@@ -86,4 +87,5 @@ class ExportWeights(pl.Callback):
             training["seed"] = int(os.environ["PL_GLOBAL_SEED"])
         if pl_module.parent:
             training["initialised_from"] = pl_module.parent
-        zoo.save_weights(pl_module.model, self.path, hp.model, quality=quality, lmbda=hp.lmbda, training=training)
+        zoo.save_weights(pl_module.model, self.path, hp.model, quality=quality,
+                         lmbda=None if variable_rate else hp.lmbda, training=training)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Literal, Optional
 
 import pytorch_lightning as pl
@@ -12,18 +11,41 @@ from pytorch_lightning.callbacks import Timer
 from pytorch_msssim import ms_ssim
 
 from ..errors import WeightsError
-from ..models import zoo
+from ..models import rd, zoo
 from ..models.layers import in_float32
 
 
-def rate_bpp(likelihoods: dict, num_pixels: int) -> torch.Tensor:
-    """Estimated bits per pixel: −Σ log2 p over every latent."""
-    return sum(torch.log(lk).sum() for lk in likelihoods.values()) / (-math.log(2) * num_pixels)
+def copy_matching_tensors(path, network) -> dict:
+    """Copy into ``network`` each tensor of the weights file ``path`` with the same name and shape.
+
+    Left out: CDF tables (exporting rebuilds them), and blocks whose switch differs between the
+    two configs even where shapes agree (a paper post-filter's weights are no residual one's,
+    a scale prior's h_a/h_s no mean-scale prior's). Returns the file's training record with what
+    was copied, for the export's ``initialised_from``.
+    """
+    payload = zoo.read_weights(path)
+    source_network = zoo.build_network(payload, path)
+    source, own = source_network.state_dict(), network.state_dict()
+    theirs, ours = getattr(source_network, "config", {}), getattr(network, "config", {})
+    skip = [f".{name}" for name in zoo.CDF_BUFFERS]
+    differs = {k for k in ("attention", "postfilter", "prior") if theirs.get(k) != ours.get(k)}
+    excluded = (["attention."] if "attention" in differs else []) + (["post_filter."] if "postfilter" in differs else [])
+    excluded += ["h_a.", "h_s."] if "prior" in differs else []
+
+    def wanted(key: str) -> bool:
+        return not key.endswith(tuple(skip)) and not any(part in key for part in excluded)
+
+    matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape and wanted(k)}
+    if not matching:
+        raise WeightsError(f"{path} shares no tensor with {type(network).__name__}: nothing to warm-start from")
+    network.load_state_dict({**own, **matching})  # everything else keeps its own (fresh) values
+    copied = sorted({".".join(k.split(".")[:2]) for k in matching})  # e.g. g_a.body, g_a.attention
+    return dict(payload.get("training") or {}, model=payload["model"], lmbda=payload.get("lmbda"), copied=copied)
 
 
-def ms_ssim_float32(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def ms_ssim_float32(x_hat: torch.Tensor, x: torch.Tensor, size_average: bool = True) -> torch.Tensor:
     """MS-SSIM on [0, 1] images, in float32 even under bf16 autocast (it logged inf in bf16)."""
-    return in_float32(functools.partial(ms_ssim, data_range=1.0))(x_hat, x)
+    return in_float32(functools.partial(ms_ssim, data_range=1.0, size_average=size_average))(x_hat, x)
 
 
 def psnr(mse: torch.Tensor) -> torch.Tensor:
@@ -70,7 +92,9 @@ class CompressionModule(pl.LightningModule):
         model: zoo name (``attncomp.models.ZOO``).
         lmbda: rate–distortion trade-off λ.
         model_config: overrides of the zoo entry's constructor arguments.
-        init_weights: exported weights to start from (fine-tune another rate).
+        init_weights: exported weights of this same model to start from (fine-tune another rate).
+        warm_start: exported weights of another model (e.g. a fixed-rate one for a variable-rate
+            model) whose tensors are copied wherever name and shape match; the rest starts fresh.
         lr: learning rate held for the first ``decay_start`` of the steps.
         lr_final_ratio: the learning rate at the last step, relative to ``lr``.
         schedule: what ``decay_start`` is a fraction of: ``steps`` (``max_steps``) or
@@ -86,6 +110,7 @@ class CompressionModule(pl.LightningModule):
         distortion: Literal["mse", "ms-ssim"] = "mse",
         model_config: Optional[dict] = None,
         init_weights: Optional[str] = None,
+        warm_start: Optional[str] = None,
         lr: float = 1e-4,
         lr_final_ratio: float = 0.01,
         decay_start: float = 0.8,
@@ -100,18 +125,24 @@ class CompressionModule(pl.LightningModule):
         self.automatic_optimization = False
         self.parent = None  # what the initial weights were trained with, for the export's record
         if init_weights:
-            self.model = zoo.load_weights(init_weights)
-            if self.model.zoo_name != model:
-                raise WeightsError(f"--model.init_weights holds {self.model.zoo_name}, not {model}")
+            payload = zoo.read_weights(init_weights)
+            if payload["model"] != model:
+                raise WeightsError(f"--model.init_weights holds {payload['model']}, not {model}")
+            self.model = zoo.build_network(payload, init_weights)
             changed = sorted(k for k, v in (model_config or {}).items() if self.model.config.get(k) != v)
             if changed:  # the file's sizes win; say so rather than train another model than asked for
                 raise WeightsError(
                     f"--model.init_weights fixes the model's {', '.join(changed)}; drop them from --model.model_config"
                 )
-            self.parent = dict(self.model.training_info, lmbda=self.model.lmbda)
-            self.model.train()
+            self.parent = dict(payload.get("training") or {}, lmbda=payload.get("lmbda"))
         else:
             self.model = zoo.create(model, **(model_config or {}))
+        if warm_start:
+            if init_weights:
+                raise WeightsError("pass --model.init_weights or --model.warm_start, not both")
+            self.parent = dict(copy_matching_tensors(warm_start, self.model), warm_start=str(warm_start))
+        # a variable-rate model trains every rate at once: each image of a batch draws one of its λs
+        self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if compile:
@@ -141,16 +172,29 @@ class CompressionModule(pl.LightningModule):
         """Through :func:`attncomp.models.zoo.load_state`, which resizes the CDF tables an export filled."""
         return zoo.load_state(self.model, {k.removeprefix("model."): v for k, v in state_dict.items()}, strict=strict)
 
-    def rd_loss(self, x: torch.Tensor, out: dict) -> dict:
+    def rd_loss(self, x: torch.Tensor, out: dict, lmbda) -> dict:
+        """λ·distortion + bpp per image, averaged; ``lmbda`` is a float or one λ per image."""
         x_hat = out["x_hat"].float()
-        num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
-        bpp = rate_bpp(out["likelihoods"], num_pixels)
-        mse = torch.mean((x_hat - x) ** 2)
+        pixels = x.shape[2] * x.shape[3]
+        bpp = rd.bits_per_image(out["likelihoods"]) / pixels
+        mse = torch.mean((x_hat - x) ** 2, dim=(1, 2, 3))
         if self.hparams.distortion == "mse":
-            distortion = 255**2 * mse
+            loss = rd.objective(lmbda, mse, bpp)
         else:
-            distortion = 1 - ms_ssim_float32(x_hat, x)
-        return {"loss": self.hparams.lmbda * distortion + bpp, "bpp": bpp, "mse": mse, "psnr": psnr(mse)}
+            loss = lmbda * (1 - ms_ssim_float32(x_hat, x, size_average=False)) + bpp
+        losses = {"loss": loss, "bpp": bpp, "mse": mse}
+        losses = {k: v.mean() for k, v in losses.items()}
+        return dict(losses, psnr=psnr(losses["mse"]))
+
+    def _rate_inputs(self, x: torch.Tensor, level: Optional[int] = None):
+        """(forward's keyword arguments, λ): the run's λ, or one of the model's λs per image."""
+        if not self.lambdas:
+            return {}, self.hparams.lmbda
+        if level is None:
+            levels = torch.randint(len(self.lambdas), (x.shape[0],), device=x.device)
+        else:
+            levels = torch.full((x.shape[0],), level, device=x.device)
+        return {"levels": levels}, torch.tensor(self.lambdas, device=x.device)[levels]
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
@@ -158,7 +202,8 @@ class CompressionModule(pl.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         optimizer, aux_optimizer = self.optimizers()
         x = self._prepare(batch)
-        losses = self.rd_loss(x, self.model(x))
+        rate, lmbda = self._rate_inputs(x)
+        losses = self.rd_loss(x, self.model(x, **rate), lmbda)
 
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(losses["loss"])
@@ -181,12 +226,21 @@ class CompressionModule(pl.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        """One validation point per λ: a variable-rate model is validated at each of its levels."""
         x = self._prepare(batch)
-        out = self.model(x)
-        losses = self.rd_loss(x, out)
-        if min(x.shape[-2:]) > 160:  # MS-SSIM's five scales need at least 161 pixels
-            losses["ms_ssim"] = ms_ssim_float32(out["x_hat"].clamp(0, 1), x)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=x.shape[0], sync_dist=True)
+        levels = range(len(self.lambdas)) if self.lambdas else [None]
+        losses_per_level = []
+        for level in levels:
+            rate, lmbda = self._rate_inputs(x, level)
+            out = self.model(x, **rate)
+            losses = self.rd_loss(x, out, lmbda)
+            if min(x.shape[-2:]) >= rd.MS_SSIM_MIN_SIDE:
+                losses["ms_ssim"] = ms_ssim_float32(out["x_hat"].clamp(0, 1), x)
+            suffix = "" if level is None else f"_q{level + 1}"
+            self.log_dict({f"val/{k}{suffix}": v for k, v in losses.items()}, batch_size=x.shape[0], sync_dist=True)
+            losses_per_level.append(losses["loss"])
+        if self.lambdas:  # the mean over levels, what selection compares
+            self.log("val/loss", torch.stack(losses_per_level).mean(), batch_size=x.shape[0], sync_dist=True)
 
     def configure_optimizers(self):
         quantiles = {n for n, p in self.model.named_parameters() if n.endswith(".quantiles")}

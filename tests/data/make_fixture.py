@@ -1,11 +1,16 @@
-"""How the frozen stream fixture was made (run once; tests only read its outputs).
+"""How the frozen stream fixtures were made (run once per format; tests only read the outputs).
 
     .venv/bin/python -m tests.data.make_fixture
 
-tiny.pt: a tiny untrained attention hyperprior (seed 0); tiny.atc: a 72×56 generated image
-coded with it in two tiles; tiny_y.npy: the quantised latents of every tile, which every
-future decoder must reproduce exactly; tiny.png: the decoded image (float synthesis, so a
-decoder on other hardware may differ by a level or so).
+Format 1 (made by this script as of commit 41263e4, attncomp's first weights and stream format):
+tiny.pt, a tiny untrained attention hyperprior (seed 0); tiny.atc, a 72×56 generated image coded
+with it in two tiles; tiny_y.npy, the quantised latents of every tile, which every future decoder
+must reproduce exactly; tiny.png, the decoded image (float synthesis: another machine may differ
+by a level or so).
+
+Format 2 (this script now): the same files named tiny_vbr.*, for a tiny untrained variable-rate
+model with residual attention, a residual post-filter and a mean-scale prior, coded at quality
+3.25; tiny_vbr_y.npy holds its dequantised latents ŷ (means and gains included) in float32.
 """
 
 from pathlib import Path
@@ -20,22 +25,23 @@ from attncomp.models.zoo import create, save_weights
 from ..helpers import TINY, smooth_image
 
 HERE = Path(__file__).parent
+QUALITY = 3.25
 
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    model = create("attn-hyperprior", **TINY)
+    model = create("attn-hyperprior-vbr", **TINY)
     with torch.no_grad():  # untrained latents round to 0 and scales sit at the bound: spread them
-        model.g_a[6].weight.mul_(40)
-        model.h_a[4].weight.mul_(100)
-        model.h_s[4].weight.mul_(20)
-        model.h_s[4].bias.add_(1.5)
-    save_weights(model, HERE / "tiny.pt", "attn-hyperprior", lmbda=0.01, half=True)
-    model = load_weights(HERE / "tiny.pt")
+        model.g_a.body[6].weight.mul_(40)
+        model.h_a.body[4].weight.mul_(20)
+        model.h_s.body[4].weight.mul_(10)
+        model.h_s.body[4].bias[TINY["M"] :].add_(2.0)
+    save_weights(model, HERE / "tiny_vbr.pt", "attn-hyperprior-vbr", half=True)
+    model = load_weights(HERE / "tiny_vbr.pt").at(QUALITY)
     data = encode(smooth_image(72, 56), model, tile_size=64)
-    (HERE / "tiny.atc").write_bytes(data)
+    (HERE / "tiny_vbr.atc").write_bytes(data)
     stream = unpack(data)
     with torch.inference_mode():
         latents = [model.decompress([[s] for s in strings], shape)["y_hat"].numpy() for shape, strings in stream.tiles]
-    np.save(HERE / "tiny_y.npy", np.concatenate([y.reshape(-1) for y in latents]).astype(np.int16))
-    decode(data, model).save(HERE / "tiny.png")
+    np.save(HERE / "tiny_vbr_y.npy", np.concatenate([y.reshape(-1) for y in latents]).astype(np.float32))
+    decode(data, model).save(HERE / "tiny_vbr.png")

@@ -1,0 +1,148 @@
+"""Weights loaded for coding: an immutable description of what codes, with the network that does it."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Mapping, Optional
+
+import torch
+from compressai.models import CompressionModel
+
+from ..errors import WeightsError
+from .fixed_point import FixedPointTransform
+
+
+def state_hash(state_dict: Mapping[str, torch.Tensor]) -> bytes:
+    """First 8 bytes of SHA-256 over a state dict (names, dtypes, shapes, float32 values): a stream
+    records it, so a decoder can tell whether it holds the weights that wrote the stream."""
+    digest = hashlib.sha256()
+    for name, value in sorted(state_dict.items()):
+        tensor = value.detach().cpu()
+        tensor = (tensor.float() if tensor.is_floating_point() else tensor).contiguous()
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
+    return digest.digest()[:8]
+
+
+@dataclass(frozen=True)
+class CodingModel:
+    """A zoo network with fixed weights, ready to code, and everything a stream must record about it.
+
+    ``quality`` is what the codec writes into a stream and what a decoder loads
+    again: the CompressAI quality a fixed-rate model was trained at (None for a
+    custom λ), or the quality a variable-rate model codes at (1 to its number of
+    λs, in hundredths). Made by :func:`attncomp.models.load`, :func:`~attncomp.models.load_weights`
+    or :meth:`from_network`; :meth:`at` gives the same weights at another quality.
+    """
+
+    name: str
+    network: CompressionModel = field(repr=False)
+    weights_hash: bytes
+    quality: Optional[float] = None
+    lmbda: Optional[float] = None
+    training: Mapping = field(default_factory=dict, repr=False)
+    exact_h_s: Optional[FixedPointTransform] = field(default=None, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "training", MappingProxyType(dict(self.training)))
+
+    @classmethod
+    def from_network(cls, network: CompressionModel, name: str, quality=None, lmbda=None, training=None):
+        """Code with a copy of an in-memory network (e.g. just trained): later changes to it do not reach the copy."""
+        network = copy.deepcopy(network).eval()
+        network.update()  # CDF tables, if not built yet
+        exact = network.exact_hyper_synthesis() if hasattr(network, "exact_hyper_synthesis") else None
+        model = cls(name, network, state_hash(network.state_dict()), None, lmbda, training or {}, exact)
+        return model.at(quality) if quality is not None else model
+
+    @property
+    def config(self) -> Mapping:
+        return MappingProxyType(dict(self.network.config))
+
+    @property
+    def variable_rate(self) -> bool:
+        return bool(self.config.get("lambdas"))
+
+    @property
+    def image_channels(self) -> int:
+        """1 for the grayscale autoencoder, else 3."""
+        return self.config.get("in_channels", 3)
+
+    @property
+    def downsampling_factor(self) -> int:
+        return self.network.downsampling_factor
+
+    @property
+    def distortion(self) -> str:
+        return self.training.get("distortion", "mse")
+
+    def at(self, quality: float) -> CodingModel:
+        """The same weights coding at ``quality`` (a variable-rate model only; others have one)."""
+        if not self.variable_rate:
+            if quality != self.quality:
+                trained_for = f"quality {self.quality} only" if self.quality else f"their own λ={self.lmbda} only"
+                raise WeightsError(f"{self.name} weights code at {trained_for}, not quality {quality}")
+            return self
+        lambdas = self.config["lambdas"]
+        low, high = 1, len(lambdas)
+        if not low <= quality <= high:
+            raise WeightsError(f"{self.name} codes qualities {low} to {high}, not {quality}")
+        quality = round(float(quality), 2)
+        return replace(self, quality=quality, lmbda=_interpolated_lambda(lambdas, quality))
+
+    def to(self, *args, **kwargs) -> CodingModel:
+        """The same model on another device or memory format (``nn.Module.to``'s arguments); a GPU codes
+        too, since the coding indexes are exact anywhere."""
+        return replace(self, network=copy.deepcopy(self.network).to(*args, **kwargs))
+
+    def _coding_quality(self):
+        if not self.variable_rate:
+            return None
+        if self.quality is None:
+            raise WeightsError(f"{self.name} is a variable-rate model: choose a quality with .at(quality)")
+        return self.quality
+
+    def _exact(self) -> dict:
+        return {"exact": self.exact_h_s} if self.exact_h_s is not None else {}
+
+    def _rate(self) -> dict:
+        quality = self._coding_quality()
+        return {"quality": quality} if quality is not None else {}
+
+    def compress(self, x: torch.Tensor) -> dict:
+        return self.network.compress(x, **self._rate(), **self._exact())
+
+    def compress_latents(self, latents) -> dict:
+        return self.network.compress_latents(latents, **self._rate(), **self._exact())
+
+    def decompress(self, strings, shape) -> dict:
+        return self.network.decompress(strings, shape, **self._rate(), **self._exact())
+
+    def relaxed_rate_distortion(self, latents, quantize):
+        return self.network.relaxed_rate_distortion(latents, quantize, **self._rate())
+
+    def estimate(self, x: torch.Tensor) -> dict:
+        """The network's forward pass at this quality: reconstruction and likelihoods (the estimated rate)."""
+        return self.network(x, **self._rate())
+
+    def analysis(self, x: torch.Tensor):
+        return self.network.analysis(x)
+
+    @property
+    def supports_refinement(self) -> bool:
+        return hasattr(self.network, "relaxed_rate_distortion")
+
+
+def _interpolated_lambda(lambdas, quality: float) -> float:
+    """λ between two levels, geometric (λ roughly doubles per CompressAI quality)."""
+    level = min(int(quality), len(lambdas) - 1)
+    weight = quality - level
+    if weight in (0, 1):
+        return lambdas[level - 1 + int(weight)]
+    return math.exp((1 - weight) * math.log(lambdas[level - 1]) + weight * math.log(lambdas[level]))

@@ -1,0 +1,28 @@
+"""What attncomp takes from CompressAI beyond its public API is still there."""
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+from attncomp import compressai_adapter as adapter
+
+
+def test_the_installed_compressai_has_every_internal_attncomp_uses():
+    missing = adapter.check()
+    assert not missing, f"this CompressAI lacks {', '.join(missing)}: update attncomp/compressai_adapter.py"
+
+
+def test_the_internal_likelihoods_are_the_ones_forward_computes():
+    """Refinement's rate must be the rate the models train on: same numbers as the public forward pass."""
+    torch.manual_seed(0)
+    bottleneck = EntropyBottleneck(4).eval()
+    z = torch.randn(2, 4, 3, 5) * 3
+    z_hat, expected = bottleneck(z)
+    assert torch.equal(z_hat, torch.round(z - adapter.bottleneck_medians(bottleneck)) + adapter.bottleneck_medians(bottleneck))
+    bits = -adapter.bottleneck_likelihoods(bottleneck, z_hat).log2().sum()
+    assert torch.allclose(bits, -expected.log2().sum())
+
+    conditional = GaussianConditional(None).eval()
+    y, scales, means = torch.randn(2, 4, 3, 5) * 4, torch.rand(2, 4, 3, 5) * 5, torch.randn(2, 4, 3, 5)
+    y_hat, expected = conditional(y, scales, means)
+    assert torch.allclose(adapter.conditional_likelihoods(conditional, y_hat, scales, means), expected)
+    assert adapter.scale_bound(conditional) == conditional.lower_bound_scale(torch.zeros(1)).item()

@@ -1,0 +1,118 @@
+"""One model, every rate: gains per λ, fractional qualities, mean-scale prior — and still exact decoding."""
+
+import pytest
+import torch
+
+from attncomp.codec import decode, encode, unpack
+from attncomp.models import CodingModel, create, load_weights, save_weights
+from attncomp.models.rd import bits
+
+from .helpers import TINY, smooth_image, with_one_thread
+
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
+
+
+def image_tensor(h=128, w=192, seed=0):
+    return torch.from_numpy(smooth_image(h, w, seed=seed)).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.fixture(scope="module")
+def variable_rate():
+    """A tiny untrained variable-rate mean-scale model whose latents are spread enough to code."""
+    torch.manual_seed(0)
+    network = create("attn-hyperprior-vbr", **TINY)
+    with torch.no_grad():
+        network.g_a.body[6].weight.mul_(40)
+        network.h_a.body[4].weight.mul_(20)
+        network.h_s.body[4].weight.mul_(10)
+        network.h_s.body[4].bias[TINY["M"] :].add_(2.0)  # the scales' half: mostly positive
+    return CodingModel.from_network(network, "attn-hyperprior-vbr")
+
+
+def test_the_zoos_variable_rate_model_covers_compressais_eight_qualities():
+    network = create("attn-hyperprior-vbr", **TINY)
+    assert network.lambdas == LAMBDAS and network.config["prior"] == "mean-scale"
+
+
+@torch.no_grad()
+def test_file_size_grows_with_quality_fractional_steps_included(variable_rate):
+    x = image_tensor()
+    sizes = []
+    for quality in [1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 7.5, 8]:
+        coded = variable_rate.at(quality).compress(x)
+        sizes.append(sum(len(s[0]) for s in coded["strings"]))
+    assert sizes == sorted(sizes) and sizes[-1] > 2 * sizes[0]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("quality", [1, 3.5, 8])
+def test_the_decoder_recovers_the_encoders_latents_exactly(variable_rate, quality):
+    model = variable_rate.at(quality)
+    net = model.network
+    x = image_tensor()
+    coded = model.compress(x)
+    y, z = net.analysis(x)
+    z_hat = net.entropy_bottleneck.decompress(coded["strings"][1], coded["shape"])
+    means, _ = net.prior_parameters(z_hat, model.exact_h_s)
+    gain, inverse = net.quality_gains(quality)
+    expected = (torch.round(y.double() * gain - means * gain) + means * gain) * inverse
+    assert torch.equal(model.decompress(coded["strings"], coded["shape"])["y_hat"], expected.float())
+
+
+@torch.no_grad()
+def test_strings_do_not_depend_on_threads_memory_format_or_batch(variable_rate):
+    model = variable_rate.at(2.75)
+    x, other = image_tensor(seed=0), image_tensor(seed=1)
+    reference = model.compress(x)["strings"]
+    assert with_one_thread(model.compress, x)["strings"] == reference
+    assert model.compress(x.contiguous(memory_format=torch.channels_last))["strings"] == reference
+    batched = model.compress(torch.cat([other, x]))["strings"]
+    assert [s[1] for s in batched] == [s[0] for s in reference]
+
+
+@torch.no_grad()
+def test_estimated_rate_matches_the_coded_bytes(variable_rate):
+    model = variable_rate.at(4.5)
+    x = image_tensor(256, 256)
+    estimated = bits(model.estimate(x)["likelihoods"]).item()
+    coded = model.compress(x)
+    actual = 8 * sum(len(s[0]) for s in coded["strings"])
+    assert actual == pytest.approx(estimated, rel=0.03, abs=2 * 80)
+
+
+def test_a_stream_records_its_fractional_quality_and_decodes_with_it(variable_rate, tmp_path):
+    save_weights(variable_rate.network, tmp_path / "vbr.pt", "attn-hyperprior-vbr")
+    model = load_weights(tmp_path / "vbr.pt")
+    image = smooth_image(80, 112)
+    data = encode(image, model.at(3.25))
+    assert unpack(data).quality == 3.25
+    decoded = decode(data, model)  # the decoder picks the stream's quality
+    assert decoded.size == (112, 80)
+    with pytest.raises(Exception, match="variable-rate model: choose a quality"):
+        encode(image, model)
+
+
+def test_the_codec_cli_takes_fractional_qualities_for_a_variable_rate_model(variable_rate, tmp_path):
+    from PIL import Image
+
+    from attncomp.cli.codec import main
+
+    from .helpers import run_main
+
+    save_weights(variable_rate.network, tmp_path / "vbr.pt", "attn-hyperprior-vbr")
+    Image.fromarray(smooth_image(64, 96)).save(tmp_path / "in.png")
+    sizes = []
+    for quality in ("1", "2.5", "3.75", "8"):
+        out = tmp_path / f"q{quality}.atc"
+        done = run_main(main, ["encode", tmp_path / "in.png", out, "--weights", tmp_path / "vbr.pt", "--quality", quality])
+        assert done.returncode == 0, done.stderr.decode()
+        sizes.append(out.stat().st_size)
+    assert sizes == sorted(sizes)
+    info = run_main(main, ["info", tmp_path / "q3.75.atc"])
+    assert "quality:      3.75" in info.stdout.decode()
+    decoded = run_main(main, ["decode", tmp_path / "q3.75.atc", tmp_path / "out.png", "--weights", tmp_path / "vbr.pt"])
+    assert decoded.returncode == 0, decoded.stderr.decode()
+
+    fixed = run_main(main, ["encode", tmp_path / "in.png", tmp_path / "x.atc", "--quality", "3.5"])
+    err = fixed.stderr.decode().strip()
+    assert fixed.returncode == 1 and "fractional qualities need a variable-rate model" in err and "\n" not in err
