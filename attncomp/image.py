@@ -7,7 +7,6 @@ codec codes colour only). What remains is ``"L"`` or ``"RGB"``.
 
 from __future__ import annotations
 
-import contextlib
 import io
 from pathlib import Path
 
@@ -19,31 +18,29 @@ from .errors import ImageError
 from .files import read_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".avif")
-MAX_PIXELS = 200_000_000  # like Pillow's decompression-bomb guard; see set_max_pixels
+DEFAULT_MAX_PIXELS = 200_000_000  # the largest image (width × height) opened or decoded unless told otherwise
 
 
-def set_max_pixels(limit: int) -> None:
-    """Largest image (width × height) attncomp will open or decode."""
-    global MAX_PIXELS
-    MAX_PIXELS = int(limit)
-
-
-def check_size(width: int, height: int) -> None:
+def check_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     if width < 1 or height < 1:
         raise ImageError(f"image size {width}×{height} is empty")
-    if width * height > MAX_PIXELS:
-        raise ImageError(f"image of {width}×{height} pixels exceeds the limit of {MAX_PIXELS} pixels")
+    if width * height > max_pixels:
+        raise ImageError(f"image of {width}×{height} pixels exceeds the limit of {max_pixels} pixels")
 
 
-def open_image(source) -> Image.Image:
-    """A path, bytes, file object, PIL image or HxW[xC] uint8 array as an ``L`` or ``RGB`` image."""
+def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """A path, bytes, file object, PIL image or HxW[xC] uint8 array as an ``L`` or ``RGB`` image.
+
+    Files are also subject to Pillow's own decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``,
+    the caller's to set): attncomp does not change it.
+    """
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
         image = _from_array(source)
     else:
-        image = _read(source)
-    check_size(*image.size)
+        image = _read(source, max_pixels)
+    check_size(*image.size, max_pixels)
     return normalise_mode(image)
 
 
@@ -53,15 +50,14 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
 
 
-def _read(source) -> Image.Image:
+def _read(source, max_pixels: int) -> Image.Image:
     name = "input"
     if isinstance(source, (str, Path)):
         name, source = str(source), read_bytes(source, ImageError)
     try:
         buffer = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else None
-        with _own_size_limit():
-            image = Image.open(buffer or source)
-        check_size(*image.size)
+        image = Image.open(buffer or source)
+        check_size(*image.size, max_pixels)
         image.load()
         if buffer is not None:
             buffer.close()  # PNG and TIFF images keep their file object: release the compressed bytes now
@@ -69,20 +65,15 @@ def _read(source) -> Image.Image:
         return image
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image Pillow can read") from None
+    except Image.DecompressionBombError:
+        raise ImageError(
+            f"{name} exceeds Pillow's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS} pixels; "
+            "raise PIL.Image.MAX_IMAGE_PIXELS to open it"
+        ) from None
     except ImageError:
         raise
     except Exception as exc:  # a broken file can fail anywhere in Pillow's decoders and EXIF parser
         raise ImageError(f"cannot decode {name}: {exc}") from None
-
-
-@contextlib.contextmanager
-def _own_size_limit():
-    """Pillow's decompression-bomb guard (89 MP) off while a header is read: ``MAX_PIXELS`` is the limit."""
-    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
 def normalise_mode(image: Image.Image) -> Image.Image:

@@ -113,23 +113,21 @@ def test_latent_shapes_that_do_not_fit_the_image_are_refused(model, stream):
         decode(pack(parsed), model)
 
 
-def test_pixel_limit_is_configurable(model):
-    old = imageio.MAX_PIXELS
+def test_pixel_limit_is_a_parameter_and_pillows_own_guard_is_left_alone(model, tmp_path):
+    data = encode(smooth_image(40, 40), model)
+    with pytest.raises(ImageError, match="limit of 1000 pixels"):
+        encode(smooth_image(40, 40), model, max_pixels=1000)
+    with pytest.raises(StreamError, match="limit of 1000 pixels"):
+        decode(data, model, max_pixels=1000)
+    before = Image.MAX_IMAGE_PIXELS
+    Image.fromarray(smooth_image(40, 40)).save(tmp_path / "a.png")
     try:
-        imageio.set_max_pixels(1000)
-        with pytest.raises(ImageError, match="limit"):
-            encode(smooth_image(40, 40), model)
+        Image.MAX_IMAGE_PIXELS = 500  # the caller's setting: 40×40 is then a "bomb" to Pillow
+        with pytest.raises(ImageError, match="Pillow's decompression-bomb limit"):
+            encode(tmp_path / "a.png", model)
+        assert Image.MAX_IMAGE_PIXELS == 500
     finally:
-        imageio.set_max_pixels(old)
-
-
-def test_pixel_limit_is_attncomps_not_pillows(model, monkeypatch):
-    """Pillow refuses files over 2 × its own limit (179 MP by default): attncomp's limit (200 MP) governs."""
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    buffer = io.BytesIO()
-    Image.fromarray(smooth_image(40, 40)).save(buffer, format="PNG")
-    assert roundtrip(model, buffer.getvalue()).size == (40, 40)
-    assert Image.MAX_IMAGE_PIXELS == 100  # Pillow's setting is left as the user had it
+        Image.MAX_IMAGE_PIXELS = before
 
 
 # --- deterministic decoding ---------------------------------------------------------------

@@ -169,6 +169,22 @@ def run_jobs(pairs, code_one) -> int:
     return 1 if failed else 0
 
 
+def let_pillow_open_what_attncomp_codes() -> None:
+    """This process is the CLI's: align Pillow's decompression-bomb guard with attncomp's pixel limit.
+
+    Pillow warns above 89 megapixels and refuses above 179; camera and panorama images up to the
+    codec's limit (attncomp.image.DEFAULT_MAX_PIXELS, checked on every image) are what it is for.
+    """
+    import warnings
+
+    from PIL import Image
+
+    from ..image import DEFAULT_MAX_PIXELS
+
+    Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def cmd_encode(args) -> int:
     check_model_args(args)
     pairs = jobs(args, ".atc")
@@ -180,6 +196,8 @@ def cmd_encode(args) -> int:
         check_output(output, args.force)
         source = read_input(source_path)
         from ..codec import encode  # torch: there is an image to code
+
+        let_pillow_open_what_attncomp_codes()
 
         model = model_once()
         name = f"{model.name} {f'q{model.quality:g}' if model.quality else 'custom weights'}"

@@ -38,7 +38,10 @@ def _device(model: CodingModel) -> torch.device:
 
 
 @torch.inference_mode()
-def encode(source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int = 0) -> bytes:
+def encode(
+    source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int = 0,
+    max_pixels: int = imageio.DEFAULT_MAX_PIXELS,
+) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) into an attncomp stream.
 
     ``refine_steps`` > 0 optimises each tile's latents for that many steps
@@ -53,7 +56,7 @@ def encode(source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int 
         raise ValueError("refine steps must be 0 or more")
     if refine_steps and not model.supports_refinement:
         raise WeightsError(f"{model.name} does not support encoder-side refinement (--refine)")
-    img = imageio.open_image(source)
+    img = imageio.open_image(source, max_pixels)
     stream = Stream(model.name, model.quality or 0, model.weights_hash, img.width, img.height, img.mode, tile_size)
     device = _device(model)
     for box in stream.tile_boxes():  # the image stays 8-bit: only the tile being coded becomes float
@@ -90,11 +93,11 @@ def model_for(stream: Stream, model=None):
 
 
 @torch.inference_mode()
-def decode(data, model=None) -> Image.Image:
+def decode(data, model=None, max_pixels: int = imageio.DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decompress an attncomp stream (bytes, or the path of a stream file) into a PIL image (``L`` or ``RGB``)."""
     if isinstance(data, (str, os.PathLike)):
         data = read_bytes(data, StreamError)
-    stream = unpack(data, max_pixels=imageio.MAX_PIXELS)
+    stream = unpack(data, max_pixels=max_pixels)
     model = model_for(stream, model)
     factor = model.downsampling_factor
     if stream.tile_size % factor:
