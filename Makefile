@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # torch 2.14.1 / torchvision 0.29.1 are the releases this project is tested with.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test fuzz bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# the decoder's property tests with 20,000 examples each (make test runs 100); then see fuzz/atheris_decode.py
+fuzz: install
+	$(PY) -m pytest tests/test_robustness.py -k "random_bytes or truncation or bit_flip or hostile" --hypothesis-profile fuzz
 
 bench: install
 	$(PY) benchmarks/train_throughput.py --config configs/lite.yaml

@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from PIL import Image
 
 from attncomp.models import create, save_weights
 
 from .helpers import TINY, smooth_image
+
+
+# Property tests: a small profile for every run, a long one for `make fuzz` (--hypothesis-profile fuzz).
+settings.register_profile("ci", max_examples=100)
+settings.register_profile("fuzz", max_examples=20_000)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ from attncomp.models import load_weights
 
 from .helpers import run_main, smooth_image, with_one_thread
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# how many examples: the profile's (tests/conftest.py: "ci" by default, "fuzz" for `make fuzz`)
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
