@@ -116,3 +116,22 @@ def test_the_codec_cli_takes_fractional_qualities_for_a_variable_rate_model(vari
     fixed = run_main(main, ["encode", tmp_path / "in.png", tmp_path / "x.atc", "--quality", "3.5"])
     err = fixed.stderr.decode().strip()
     assert fixed.returncode == 1 and "fractional qualities need a variable-rate model" in err and "\n" not in err
+
+
+def test_attncomp_eval_measures_a_variable_rate_file_as_one_curve(variable_rate, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from attncomp.cli.evaluate import main
+
+    from .helpers import run_main
+
+    save_weights(variable_rate.network, tmp_path / "vbr.pt", "attn-hyperprior-vbr")
+    (tmp_path / "images").mkdir()
+    Image.fromarray(smooth_image(64, 64)).save(tmp_path / "images" / "a.png")
+    done = run_main(main, [tmp_path / "images", "--weights", tmp_path / "vbr.pt", "--qualities", "2", "6.5",
+                           "--out", tmp_path / "eval", "--crops", "0", "--no-progress"])
+    assert done.returncode == 0, done.stderr.decode()
+    curve = json.loads((tmp_path / "eval" / "attn-hyperprior-vbr.json").read_text())["results"]
+    assert curve["setting"] == ["q2", "q6.5"] and curve["bpp"][0] < curve["bpp"][1]

@@ -32,7 +32,14 @@ BASELINE_MODELS = ("spatial-ae", "spatial-ae-gray")
 def select_models(args) -> list:
     from ..evaluation.runner import model_label, model_setting
 
-    models = [load_weights(path) for path in args.weights or []]
+    models = []
+    for path in args.weights or []:
+        model = load_weights(path)
+        if model.variable_rate:  # one file, a curve: at --qualities, else at each of its λs
+            levels = range(1, len(model.config["lambdas"]) + 1)
+            models += [model.at(q) for q in args.qualities or levels]
+        else:
+            models.append(model)
     names = args.model or ([] if args.weights else [DEFAULT_MODEL, *BASELINE_MODELS])
     for name in names:
         bundled = available_qualities(name)
@@ -128,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", metavar="IMAGES_DIR", help="folder of test images (searched recursively)")
     parser.add_argument("--model", nargs="+", choices=sorted(ZOO), metavar="NAME",
                         help=f"zoo models with bundled weights (default: {DEFAULT_MODEL}, plus the spatial-attention baseline if bundled)")
-    parser.add_argument("--qualities", nargs="+", type=int, metavar="Q", help="qualities to test (default: all bundled)")
+    parser.add_argument("--qualities", nargs="+", type=float, metavar="Q",
+                        help="qualities to test (default: all bundled, or every level of a variable-rate --weights file; "
+                        "fractional ones for variable-rate models)")
     parser.add_argument("--weights", nargs="+", metavar="FILE", help="exported weights files to test (one RD point each)")
     parser.add_argument("--anchors", nargs="*", default=[], choices=sorted(SWEEPS), metavar="CODEC",
                         help=f"classical codecs through Pillow: {' '.join(sorted(SWEEPS))}")
