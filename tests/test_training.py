@@ -177,11 +177,11 @@ def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_runs_it_cannot_continue(
 
 
 def test_cli_help_and_print_config():
-    help_text = subprocess.run([*TRAIN, "--help"], capture_output=True, timeout=120).stdout.decode()
-    for option in ("--lmbda", "--out", "--resume", "--model.distortion", "--data.crop_size"):
+    """In this process; the DDP test below runs attncomp-train as its own program."""
+    help_text = run_main(train_main, ["--help"]).stdout.decode()
+    for option in ("--lmbda", "--out", "--resume", "--model.distortion", "--model.warm_start", "--data.crop_size"):
         assert option in help_text
-    config = subprocess.run([*TRAIN, "--config", "configs/lite.yaml", "--lmbda", "0.025", "--print_config"],
-                            capture_output=True, timeout=120).stdout.decode()
+    config = run_main(train_main, ["--config", "configs/lite.yaml", "--lmbda", "0.025", "--print_config"]).stdout.decode()
     assert "lmbda: 0.025" in config and "crop_size: 128" in config
 
 
