@@ -13,20 +13,23 @@ from common import model_from, parser
 
 from attncomp import image as imageio
 from attncomp.codec import encode
+from attncomp.compressai_adapter import bottleneck_medians
+from attncomp.models import rd
 
 
 @torch.inference_mode()
 def estimated_bits(model, x, exact=True):
+    """−Σ log2 p with the exact h_s the coder uses, or with the float h_s of training (rounding, not noise)."""
     if exact:
-        likelihoods = model(x)["likelihoods"]
-    else:  # the float h_s, as in training, but with rounding instead of noise
-        y = model.g_a(x)
-        z = model.h_a(torch.abs(y))
-        _, z_likelihoods = model.entropy_bottleneck(z)
-        z_hat = model.entropy_bottleneck.quantize(z, "dequantize", model.entropy_bottleneck._get_medians())
-        _, y_likelihoods = model.gaussian_conditional(y, model.h_s(z_hat))
-        likelihoods = {"y": y_likelihoods, "z": z_likelihoods}
-    return sum(-torch.log2(v).sum().item() for v in likelihoods.values())
+        return rd.bits(model.estimate(x)["likelihoods"]).item()
+    net = model.network
+    y = net.g_a(x)
+    z = net.h_a(net.hyper_input(y))
+    _, z_likelihoods = net.entropy_bottleneck(z)
+    z_hat = net.entropy_bottleneck.quantize(z, "dequantize", bottleneck_medians(net.entropy_bottleneck))
+    means, scales = net.split_prior(net.h_s(z_hat))
+    _, y_likelihoods = net.gaussian_conditional(y, scales, means)
+    return rd.bits({"y": y_likelihoods, "z": z_likelihoods}).item()
 
 
 def main():

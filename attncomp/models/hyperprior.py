@@ -157,9 +157,10 @@ class AttentionHyperprior(ScaleHyperprior):
 
     def prior_parameters(self, z_hat: torch.Tensor, exact: Optional[FixedPointTransform] = None):
         """(means or None, scales) for y from the exact h_s (``exact``, or built now) — what coding uses."""
-        return self._split_prior((exact or self.exact_hyper_synthesis())(z_hat))
+        return self.split_prior((exact or self.exact_hyper_synthesis())(z_hat))
 
-    def _split_prior(self, params: torch.Tensor):
+    def split_prior(self, params: torch.Tensor):
+        """(means or None, scales) from h_s's output: a mean-scale h_s stacks means, then scales."""
         if self.config["prior"] == "mean-scale":
             means, scales = params.chunk(2, dim=1)
             return means, scales
@@ -178,7 +179,7 @@ class AttentionHyperprior(ScaleHyperprior):
         z = self.h_a(self.hyper_input(y))
         z_hat, z_likelihoods = in_float32(self.entropy_bottleneck)(z)
         # float h_s while training (differentiable); exact otherwise, so evaluation sees the coder's numbers
-        means, scales = self._split_prior(self.h_s(z_hat)) if self.training else self.prior_parameters(z_hat)
+        means, scales = self.split_prior(self.h_s(z_hat)) if self.training else self.prior_parameters(z_hat)
         gain, inverse = self._gains(levels, quality)
         if gain is not None:
             y, scales = y * gain, scales * gain
@@ -217,7 +218,7 @@ class AttentionHyperprior(ScaleHyperprior):
         """
         y, z = latents
         z_hat = quantize(z, bottleneck_medians(self.entropy_bottleneck))
-        means, scales = self._split_prior(self.h_s(z_hat))
+        means, scales = self.split_prior(self.h_s(z_hat))
         gain, inverse = self._gains(None, quality)
         if gain is not None:
             y, scales = y * gain, scales * gain
