@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 # CompressAI's λ for its qualities 1..8 (loss = λ·255²·MSE + bpp): attncomp's quality q uses the same λ
 COMPRESSAI_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.18}
 LITE = dict(N=64, M=128, postfilter_channels=32)
+QUALITY_STEPS = 100  # qualities are coded in hundredths: a stream records 100·q, 3.5 → 350
+
+
+def quality_steps(quality: float) -> int:
+    """``quality`` in the hundredths a stream records it in (3.5 → 350)."""
+    return round(float(quality) * QUALITY_STEPS)
+
+
 DEFAULT_MODEL = "attn-hyperprior"
 DEFAULT_QUALITY = 3
 

@@ -31,6 +31,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from ..catalog import QUALITY_STEPS, quality_steps
 from ..errors import StreamError
 
 # Pixels a side of the tiles an encoder cuts by default. Memory is a tile's activations plus the 8-bit image:
@@ -42,7 +43,6 @@ MAGIC = b"ATNC"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MODES = ("L", "RGB")
-QUALITY_STEPS = 100  # qualities are recorded in hundredths
 _HEADER_TAIL = struct.Struct("<H8sIIBHB")
 _HEADER_TAIL_V1 = struct.Struct("<B8sIIBHB")
 _TILE = struct.Struct("<HH")
@@ -86,7 +86,7 @@ def pack(stream: Stream) -> bytes:
         bytes([FORMAT_VERSION, len(name)]),
         name,
         _HEADER_TAIL.pack(
-            round(stream.quality * QUALITY_STEPS),
+            quality_steps(stream.quality),
             stream.weights_hash,
             stream.width,
             stream.height,

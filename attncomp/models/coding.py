@@ -12,6 +12,7 @@ from typing import Mapping, Optional
 import torch
 from compressai.models import CompressionModel
 
+from ..catalog import QUALITY_STEPS, quality_steps
 from ..errors import WeightsError
 from .fixed_point import FixedPointTransform
 
@@ -89,31 +90,27 @@ class CodingModel:
                 trained_for = f"quality {self.quality} only" if self.quality else f"their own λ={self.lmbda} only"
                 raise WeightsError(f"{self.name} weights code at {trained_for}, not quality {quality}")
             return self
-        lambdas = self.config["lambdas"]
-        low, high = 1, len(lambdas)
+        low, high = self.network.qualities
         if not low <= quality <= high:
-            raise WeightsError(f"{self.name} codes qualities {low} to {high}, not {quality}")
-        quality = round(float(quality), 2)
-        return replace(self, quality=quality, lmbda=_interpolated_lambda(lambdas, quality))
+            raise WeightsError(f"{self.name} codes qualities {low:g} to {high:g}, not {quality}")
+        quality = quality_steps(quality) / QUALITY_STEPS  # what a stream records
+        return replace(self, quality=quality, lmbda=_interpolated_lambda(self.config["lambdas"], quality))
 
     def to(self, *args, **kwargs) -> CodingModel:
         """The same model on another device or memory format (``nn.Module.to``'s arguments); a GPU codes
         too, since the coding indexes are exact anywhere."""
         return replace(self, network=copy.deepcopy(self.network).to(*args, **kwargs))
 
-    def _coding_quality(self):
-        if not self.variable_rate:
-            return None
-        if self.quality is None:
-            raise WeightsError(f"{self.name} is a variable-rate model: choose a quality with .at(quality)")
-        return self.quality
-
     def _exact(self) -> dict:
         return {"exact": self.exact_h_s} if self.exact_h_s is not None else {}
 
     def _rate(self) -> dict:
-        quality = self._coding_quality()
-        return {"quality": quality} if quality is not None else {}
+        """A variable-rate network's quality argument; nothing for the others."""
+        if not self.variable_rate:
+            return {}
+        if self.quality is None:
+            raise WeightsError(f"{self.name} is a variable-rate model: choose a quality with .at(quality)")
+        return {"quality": self.quality}
 
     def compress(self, x: torch.Tensor) -> dict:
         return self.network.compress(x, **self._rate(), **self._exact())

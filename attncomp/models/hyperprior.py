@@ -9,6 +9,7 @@ from compressai.models import ScaleHyperprior
 from compressai.models.base import get_scale_table
 from torch import nn
 
+from ..catalog import QUALITY_STEPS, quality_steps
 from ..compressai_adapter import bottleneck_likelihoods, bottleneck_medians, conditional_likelihoods, scale_bound
 from .fixed_point import FixedPointTransform
 from .layers import PostFilter, in_float32
@@ -18,12 +19,11 @@ from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, Synthe
 # estimated rate, against ~2-3% with CompressAI's 64 scales up to 256 (benchmarks/rate_overhead.py).
 SCALE_TABLE = get_scale_table(0.11, 64, 256)
 POSTFILTER = ("none", "paper", "residual")
-QUALITY_STEPS = 100  # a variable-rate model's quality is coded in hundredths
-
-
-def quality_steps(quality: float) -> int:
-    """``quality`` in hundredths, the resolution streams record it at (3.5 → 350)."""
-    return round(float(quality) * QUALITY_STEPS)
+def _gained(gain, *tensors):
+    """Each tensor (or None) scaled by a variable-rate model's gain; all unchanged for a fixed-rate model."""
+    if gain is None:
+        return tensors
+    return tuple(None if t is None else t * gain for t in tensors)
 
 
 class AttentionHyperprior(ScaleHyperprior):
@@ -181,9 +181,7 @@ class AttentionHyperprior(ScaleHyperprior):
         # float h_s while training (differentiable); exact otherwise, so evaluation sees the coder's numbers
         means, scales = self.split_prior(self.h_s(z_hat)) if self.training else self.prior_parameters(z_hat)
         gain, inverse = self._gains(levels, quality)
-        if gain is not None:
-            y, scales = y * gain, scales * gain
-            means = means * gain if means is not None else None
+        y, scales, means = _gained(gain, y, scales, means)
         y_hat, y_likelihoods = in_float32(self.gaussian_conditional)(y, scales, *([] if means is None else [means]))
         if inverse is not None:
             y_hat = y_hat * inverse.to(y_hat.dtype)
@@ -220,9 +218,7 @@ class AttentionHyperprior(ScaleHyperprior):
         z_hat = quantize(z, bottleneck_medians(self.entropy_bottleneck))
         means, scales = self.split_prior(self.h_s(z_hat))
         gain, inverse = self._gains(None, quality)
-        if gain is not None:
-            y, scales = y * gain, scales * gain
-            means = means * gain if means is not None else None
+        y, scales, means = _gained(gain, y, scales, means)
         y_hat = quantize(y, 0.0 if means is None else means)
         bits = in_float32(lambda *t: -(t[0].log2().sum() + t[1].log2().sum()))(
             bottleneck_likelihoods(self.entropy_bottleneck, z_hat),
@@ -243,7 +239,7 @@ class AttentionHyperprior(ScaleHyperprior):
             if quality is None:
                 raise ValueError("a variable-rate model codes at a quality: pass one")
             gain, inverse = self.quality_gains(quality)
-            scales, means = scales * gain, (means * gain if means is not None else None)
+            scales, means = _gained(gain, scales, means)
         return means, self.scale_indexes(scales), gain, inverse
 
     def scale_indexes(self, scales: torch.Tensor) -> torch.Tensor:
@@ -262,8 +258,8 @@ class AttentionHyperprior(ScaleHyperprior):
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         means, indexes, gain, _ = self._coding_prior(z_hat, quality, exact)
-        y = y.detach().cpu().double()  # rounding y (around its means) is the encoder's choice: any precision works
-        y_strings = self.gaussian_conditional.compress(y if gain is None else y * gain, indexes, means)
+        (y,) = _gained(gain, y.detach().cpu().double())  # rounding y is the encoder's choice: any precision works
+        y_strings = self.gaussian_conditional.compress(y, indexes, means)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
 
     def decompress(self, strings: list, shape, quality: Optional[float] = None, exact=None) -> dict:
