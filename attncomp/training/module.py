@@ -143,6 +143,8 @@ class CompressionModule(pl.LightningModule):
             self.parent = dict(copy_matching_tensors(warm_start, self.model), warm_start=str(warm_start))
         # a variable-rate model trains every rate at once: each image of a batch draws one of its λs
         self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
+        # on the training device once, not copied there every step (not saved: the model's config holds them)
+        self.register_buffer("lambda_table", torch.tensor(self.lambdas, dtype=torch.float32), persistent=False)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if compile:
@@ -194,7 +196,7 @@ class CompressionModule(pl.LightningModule):
             levels = torch.randint(len(self.lambdas), (x.shape[0],), device=x.device)
         else:
             levels = torch.full((x.shape[0],), level, device=x.device)
-        return {"levels": levels}, torch.tensor(self.lambdas, device=x.device)[levels]
+        return {"levels": levels}, self.lambda_table[levels]
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
