@@ -4,6 +4,7 @@ Each check runs in a fresh interpreter (this one has torch and compressai loaded
 ``sys.modules``; timings are benchmarks/startup.py's business, not a test's.
 """
 
+import ctypes
 import json
 import subprocess
 import sys
@@ -172,3 +173,35 @@ def test_a_registry_module_of_another_layout_is_imported_normally(deferrable):
     import fakeai.registry
 
     assert not compressai_adapter.deferred(fakeai.registry) and fakeai.registry.TABLE == {}
+
+
+HAS_MALLINFO2 = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "mallinfo2")
+
+# allocates and frees a 64 MB block, with glibc's defaults or after the CLI's reuse_freed_memory()
+ALLOCATE_AND_FREE = """
+    import ctypes, json, sys
+    from attncomp.cli import reuse_freed_memory
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    reused = reuse_freed_memory() if sys.argv[1] == "reuse" else None
+    block = libc.malloc(64 << 20)
+    mapped = libc.mallinfo2().hblkhd
+    libc.free(block)
+    print(json.dumps({"reused": reused, "mapped": mapped, "kept": libc.mallinfo2().fordblks}))
+"""
+
+
+@pytest.mark.skipif(not HAS_MALLINFO2, reason="glibc ≥ 2.33 only")
+def test_the_cli_keeps_freed_tile_activations_for_reuse_instead_of_unmapping_them():
+    default = fresh_python(ALLOCATE_AND_FREE, "default")
+    assert default["mapped"] >= 64 << 20  # glibc maps a block this large afresh and unmaps it when freed
+    reuse = fresh_python(ALLOCATE_AND_FREE, "reuse")
+    assert reuse["reused"] is True
+    assert reuse["mapped"] < 64 << 20 and reuse["kept"] >= 64 << 20  # from the heap, and kept there once freed

@@ -28,7 +28,7 @@ from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, QUALITY_STEPS, qu
 from ..codec.container import DEFAULT_TILE, unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
-from . import non_negative
+from . import non_negative, reuse_freed_memory
 
 PROG = "attncomp-codec"
 
@@ -169,11 +169,13 @@ def run_jobs(pairs, code_one) -> int:
     return 1 if failed else 0
 
 
-def let_pillow_open_what_attncomp_codes() -> None:
-    """This process is the CLI's: align Pillow's decompression-bomb guard with attncomp's pixel limit.
+def prepare_process_for_coding() -> None:
+    """This process is the CLI's: tune it for coding images, once torch work is about to start.
 
-    Pillow warns above 89 megapixels and refuses above 179; camera and panorama images up to the
-    codec's limit (attncomp.image.DEFAULT_MAX_PIXELS, checked on every image) are what it is for.
+    Pillow's decompression-bomb guard is aligned with attncomp's pixel limit (Pillow warns above
+    89 megapixels and refuses above 179; camera and panorama images up to the codec's limit,
+    attncomp.image.DEFAULT_MAX_PIXELS, checked on every image, are what it is for), and freed
+    tile activations are kept for reuse (:func:`attncomp.cli.reuse_freed_memory`).
     """
     import warnings
 
@@ -183,6 +185,7 @@ def let_pillow_open_what_attncomp_codes() -> None:
 
     Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    reuse_freed_memory()
 
 
 def cmd_encode(args) -> int:
@@ -197,7 +200,7 @@ def cmd_encode(args) -> int:
         source = read_input(source_path)
         from ..codec import encode  # torch: there is an image to code
 
-        let_pillow_open_what_attncomp_codes()
+        prepare_process_for_coding()
 
         model = model_once()
         name = f"{model.name} {f'q{model.quality:g}' if model.quality else 'custom weights'}"
@@ -228,6 +231,7 @@ def cmd_decode(args) -> int:
         stream = unpack(data)  # a truncated or corrupt stream is refused before torch is imported
         from ..codec import decode, model_for  # torch: there is a stream to decode
 
+        prepare_process_for_coding()
         if args.weights:
             model = weights_once()
         else:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import AttncompError
 from ..models import DEFAULT_MODEL, ZOO, available_qualities, load, load_weights
-from . import non_negative, positive
+from . import non_negative, positive, reuse_freed_memory
 
 PROG = "attncomp-eval"
 BASELINE_MODELS = ("spatial-ae", "spatial-ae-gray")
@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         check_out(Path(args.out), args.force)
         images = runner.load_images(args.images, args.limit, args.split)
         models = select_models(args)
+        reuse_freed_memory()  # this process is the CLI's: tile activations are reused, not page-faulted in afresh
         evaluation = runner.run(
             images, models, args.anchors, keep_images=args.crops, progress=not args.no_progress, refine=args.refine
         )
