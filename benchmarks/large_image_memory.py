@@ -38,8 +38,10 @@ def load_model(weights):
 
 
 def child_encode(image_path, stream_path, weights, tile, refine):
+    from attncomp.cli.codec import prepare_process_for_coding
     from attncomp.codec import DEFAULT_TILE, encode
 
+    prepare_process_for_coding()  # as attncomp-codec runs: Pillow's limit, freed blocks reused
     model = load_model(weights)
     tile = tile or DEFAULT_TILE
     start = time.perf_counter()
@@ -50,8 +52,10 @@ def child_encode(image_path, stream_path, weights, tile, refine):
 
 
 def child_decode(stream_path, weights):
+    from attncomp.cli.codec import prepare_process_for_coding
     from attncomp.codec import decode
 
+    prepare_process_for_coding()
     model = load_model(weights)
     start = time.perf_counter()
     image = decode(stream_path, model)
