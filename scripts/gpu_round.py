@@ -14,7 +14,7 @@ bundled q5 weights wherever a block has the same form.
 :data:`ABLATION` is a variable-rate model (so one run measures every λ) trained
 from scratch with the same data, crops, seed and schedule for ``--steps``
 steps (``configs/ablation.yaml``); ``--minutes`` caps the round's wall clock,
-and a later round resumes what did not finish. ``scripts/ablation_report.py``
+and a later round resumes what did not finish. ``benchmarks/ablation.py``
 turns the returned logs into the README's table and learning curves.
 
 Each run validates on the held-out split at the end. A run folder that already
