@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from attncomp.codec import FORMAT_VERSION, decode, unpack
+from attncomp.errors import WeightsError
 from attncomp.models import CodingModel, create, load_weights
 from attncomp.models.fixed_point import (
     ACT_BITS,
@@ -150,6 +151,13 @@ def test_a_coding_model_is_a_snapshot_of_the_weights_it_was_made_from():
     assert coding.compress(x)["strings"] == coded["strings"] and coding.weights_hash == digest
     changed = CodingModel.from_network(network, "attn-hyperprior")
     assert changed.weights_hash != digest and changed.compress(x)["strings"] != coded["strings"]
+
+
+def test_a_coding_model_of_a_fixed_rate_network_codes_at_the_quality_it_was_trained_at():
+    coding = CodingModel.from_network(create("attn-hyperprior", **TINY), "attn-hyperprior", quality=3)
+    assert coding.quality == 3 and coding.at(3) is coding
+    with pytest.raises(WeightsError, match="quality 3 only"):
+        coding.at(4)
 
 
 @torch.no_grad()

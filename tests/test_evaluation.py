@@ -171,3 +171,25 @@ def test_eval_on_a_split_codes_only_the_images_it_lists(tmp_path, tiny_weights):
         assert sorted(row["image"] for row in csv.DictReader(f)) == ["img0", "img2"]
     split.write_text("nobody\n")
     assert run_main(evaluate_main, [*args, "--out", tmp_path / "none"]).returncode == 1
+
+
+def test_an_evaluation_cut_short_while_writing_leaves_no_summary_marking_it_complete(tmp_path, tiny_weights, monkeypatch):
+    import attncomp.cli.evaluate as cli
+    from attncomp.errors import AttncompError
+
+    folder = image_folder(tmp_path / "images", 1, 64, 64)
+    out = tmp_path / "out"
+    args = [folder, "--weights", tiny_weights, "--crops", "0", "--no-progress", "--out", out]
+    assert run_main(evaluate_main, args).returncode == 0
+    written = cli.atomic_write
+
+    def disk_full_at_the_report(path, write):
+        if path.name == "report.html":
+            raise AttncompError(f"cannot write {path}: No space left on device")
+        written(path, write)
+
+    monkeypatch.setattr(cli, "atomic_write", disk_full_at_the_report)
+    failed = run_main(evaluate_main, [*args, "--force"])
+    assert failed.returncode == 1 and "No space left" in failed.stderr.decode()
+    assert not (out / "summary.json").exists()  # a half-replaced folder is not an evaluation: no --force needed
+    assert not list(out.glob(".*.tmp"))

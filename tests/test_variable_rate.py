@@ -118,6 +118,20 @@ def test_the_codec_cli_takes_fractional_qualities_for_a_variable_rate_model(vari
     assert fixed.returncode == 1 and "fractional qualities need a variable-rate model" in err and "\n" not in err
 
 
+def test_the_cli_accepts_every_hundredth_of_a_variable_rate_models_range_and_nothing_finer():
+    from attncomp.cli.codec import build_parser, check_model_args
+    from attncomp.errors import AttncompError
+
+    def check(quality: str):
+        check_model_args(build_parser().parse_args(["encode", "a.png", "a.atc", "--model", "attn-hyperprior-vbr", "--quality", quality]))
+
+    for hundredths in range(100, 801):
+        check(f"{hundredths // 100}.{hundredths % 100:02d}")  # 1.10 is 110.00000000000001 hundredths in floats
+    for quality in ("0.99", "1.005", "3.333", "8.01"):
+        with pytest.raises(AttncompError, match="steps of 0.01"):
+            check(quality)
+
+
 def test_attncomp_eval_measures_a_variable_rate_file_as_one_curve(variable_rate, tmp_path):
     import json
 

@@ -89,7 +89,7 @@ def check_model_args(args) -> None:
     name = args.model or DEFAULT_MODEL
     lambdas = CATALOG[name].config.get("lambdas")
     if lambdas:
-        if not 1 <= args.quality <= len(lambdas) or quality_steps(args.quality) != args.quality * QUALITY_STEPS:
+        if not 1 <= args.quality <= len(lambdas) or quality_steps(args.quality) / QUALITY_STEPS != args.quality:
             raise AttncompError(f"quality {args.quality:g} is not between 1 and {len(lambdas)} in steps of 0.01")
     elif args.quality not in CATALOG[name].lambdas:
         raise AttncompError(

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import sys
 from pathlib import Path
 
 from ..errors import AttncompError
+from ..files import atomic_write
 from ..models import DEFAULT_MODEL, ZOO, available_qualities, load, load_weights
 from . import non_negative, positive, reuse_freed_memory
 
@@ -91,20 +93,20 @@ def remove_stale_curves(out: Path, written: set) -> None:
 
 
 def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, crops: int = 3) -> list[dict]:
+    """Every output file of an evaluation, each written atomically; ``summary.json``, which marks a
+    complete evaluation, is removed first and written last, so an interrupted run leaves none."""
     from ..evaluation import anchors, reference, report, runner
 
-    out.mkdir(parents=True, exist_ok=True)
     curves = runner.curves(evaluation.records)
-    remove_stale_curves(out, set(curves))
     rows = runner.record_rows(evaluation.records)
-    with open(out / "per_image.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
+    per_image = io.StringIO()
+    writer = csv.DictWriter(per_image, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    files = {"per_image.csv": per_image.getvalue()}
     for codec, points in curves.items():
         description = anchors.LABELS.get(codec, f"attncomp {codec}, real bitstreams")
-        (out / f"{codec}.json").write_text(json_text(runner.to_compressai_json(codec, points, description)))
+        files[f"{codec}.json"] = json_text(runner.to_compressai_json(codec, points, description))
 
     ours = {name: curves[name] for name in evaluation.models}
     others = {name: curves[name] for name in anchor_codecs if name in curves}
@@ -114,17 +116,22 @@ def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, c
         if not published:
             print(f"{PROG}: note: no published curves in {reference_dir} (--reference or ATTNCOMP_REFERENCE)", file=sys.stderr)
     table = report.bd_table(ours, {**others, **published})
-    (out / "bd_rate.md").write_text(report.bd_markdown(table))
-
+    files["bd_rate.md"] = report.bd_markdown(table)
     everything = {**curves, **published}
-    plots = {
-        "rd_psnr": report.plot_rd(everything, "psnr", out / "rd_psnr.png", highlight=ours),
-        "rd_ms_ssim": report.plot_rd(everything, "ms_ssim", out / "rd_ms_ssim.png", highlight=ours),
-    }
+    plots = {metric: report.plot_rd(everything, metric, highlight=ours) for metric in ("psnr", "ms_ssim")}
+    files.update({f"rd_{metric}.png": png for metric, png in plots.items()})
     summary = [dict(p, codec=c) for c, points in curves.items() for p in points]
-    (out / "summary.json").write_text(json_text({"curves": curves, "bd_rate": table}))
     sections = report.model_sections(evaluation, images, anchor_codecs, crops)
-    report.write_html(out / "report.html", f"attncomp evaluation: {len(images)} images", plots, table, sections, summary)
+    title = f"attncomp evaluation: {len(images)} images"
+    files["report.html"] = report.html_page(title, {f"rd_{m}": png for m, png in plots.items()}, table, sections, summary)
+
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_curves(out, set(curves))
+    (out / "summary.json").unlink(missing_ok=True)
+    files["summary.json"] = json_text({"curves": curves, "bd_rate": table})  # last: dicts keep their order
+    for name, content in files.items():
+        data = content.encode() if isinstance(content, str) else content
+        atomic_write(out / name, lambda f, data=data: f.write(data))
     return table
 
 

@@ -32,11 +32,6 @@ def _checked(model) -> CodingModel:
     return model
 
 
-def _device(model: CodingModel) -> torch.device:
-    """Where the model's transforms run (a GPU works too: the coding indexes are exact everywhere)."""
-    return next(model.network.parameters()).device
-
-
 @torch.inference_mode()
 def encode(
     source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int = 0,
@@ -58,7 +53,7 @@ def encode(
         raise WeightsError(f"{model.name} does not support encoder-side refinement (--refine)")
     img = imageio.open_image(source, max_pixels)
     stream = Stream(model.name, model.quality or 0, model.weights_hash, img.width, img.height, img.mode, tile_size)
-    device = _device(model)
+    device = model.device
     for box in stream.tile_boxes():  # the image stays 8-bit: only the tile being coded becomes float
         _, _, h, w = box
         tile = imageio.pad_to_multiple(imageio.tile_to_tensor(img, box, model.image_channels), factor).to(device)

@@ -7,20 +7,17 @@ import html
 import io
 import math
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure  # no pyplot: a notebook that imports this keeps its own backend
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from .. import image as imageio  # noqa: E402
-from ..codec import DEFAULT_TILE, tile_boxes  # noqa: E402
-from ..models import ChannelAttention, CodingModel  # noqa: E402
-from ..compressai_adapter import bottleneck_medians  # noqa: E402
-from .anchors import LABELS  # noqa: E402
-from .bdrate import bd_rate  # noqa: E402
+from .. import image as imageio
+from ..codec import DEFAULT_TILE, tile_boxes
+from ..compressai_adapter import bottleneck_medians
+from ..models import ChannelAttention, CodingModel
+from .anchors import LABELS
+from .bdrate import bd_rate
 
 METRICS = {"psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM (RGB)"}
 
@@ -52,9 +49,10 @@ def bd_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_rd(curves: dict, metric: str, path=None, highlight=()) -> bytes:
-    """One RD plot, every curve labelled; returns PNG bytes (and writes ``path``)."""
-    fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=110)
+def plot_rd(curves: dict, metric: str, highlight=()) -> bytes:
+    """One RD plot, every curve labelled, as PNG bytes."""
+    fig = Figure(figsize=(7.5, 5.2), dpi=110)
+    ax = fig.subplots()
     for name, points in curves.items():
         xs = [p["bpp"] for p in points if math.isfinite(p[metric])]
         ys = [p[metric] for p in points if math.isfinite(p[metric])]
@@ -67,14 +65,11 @@ def plot_rd(curves: dict, metric: str, path=None, highlight=()) -> bytes:
     ax.set_ylabel(METRICS[metric])
     ax.set_xlim(0, 2.0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # MS-SSIM is undefined below its size floor: maybe no curve at all
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
-    if path is not None:
-        with open(path, "wb") as f:
-            f.write(buffer.getvalue())
     return buffer.getvalue()
 
 
@@ -102,10 +97,10 @@ def attention_gates(model: CodingModel, image) -> dict:
         """``transform(t)``, keeping the gate of its attention block."""
         hidden = transform.body(t)
         gate = transform.attention.gate(hidden)
-        gates[name] = gate.flatten().numpy()
+        gates[name] = gate.flatten().cpu().numpy()
         return hidden * gate
 
-    x = imageio.pad_to_multiple(imageio.to_tensor(image), net.downsampling_factor)
+    x = imageio.pad_to_multiple(imageio.to_tensor(image), net.downsampling_factor).to(model.device)
     y = through("g_a (latent y)", net.g_a, x)
     z = through("h_a (hyper-latent z)", net.h_a, net.hyper_input(y))
     bottleneck = net.entropy_bottleneck
@@ -118,28 +113,29 @@ def attention_gates(model: CodingModel, image) -> dict:
 def bit_allocation(model: CodingModel, image) -> np.ndarray:
     """Bits spent at each latent position (−log2 p summed over channels) of the main latent."""
     x = imageio.pad_to_multiple(imageio.to_tensor(image, model.image_channels), model.downsampling_factor)
-    likelihoods = model.estimate(x)["likelihoods"]
+    likelihoods = model.estimate(x.to(model.device))["likelihoods"]
     main = likelihoods.get("y", next(iter(likelihoods.values())))
-    return (-torch.log2(main)).sum(dim=1)[0].numpy()
+    return (-torch.log2(main)).sum(dim=1)[0].cpu().numpy()
 
 
 def figure_png(draw, size=(6, 2.6)) -> bytes:
-    fig, ax = plt.subplots(figsize=size, dpi=100)
+    fig = Figure(figsize=size, dpi=100)
+    ax = fig.subplots()
     draw(fig, ax)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return buffer.getvalue()
 
 
-def _gate_plot(gates: dict) -> bytes:
+def _gate_plot(gates: dict, top: float) -> bytes:
+    """Each transform's gates, sorted, on the gates' range [0, top] (1 for the paper's sigmoid, 2 for residual)."""
     def draw(fig, ax):
         for name, values in gates.items():
             ax.plot(np.sort(values)[::-1], label=name)
         ax.set_xlabel("channel (sorted)")
         ax.set_ylabel("attention weight")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, top)
         ax.legend(fontsize=7)
 
     return figure_png(draw)
@@ -189,7 +185,7 @@ def comparison_rows(evaluation, images, model_label: str, anchor_codecs) -> list
     return rows
 
 
-def write_html(path, title: str, plots: dict, table: list[dict], sections: list[str], summary: list[dict]) -> None:
+def html_page(title: str, plots: dict, table: list[dict], sections: list[str], summary: list[dict]) -> str:
     head = "<tr><th>attncomp curve</th><th>anchor</th><th>BD-rate (PSNR)</th><th>BD-rate (MS-SSIM)</th></tr>"
     body = "".join(
         f"<tr><td>{html.escape(r['codec'])}</td><td>{html.escape(LABELS.get(r['anchor'], r['anchor']))}</td>"
@@ -201,7 +197,7 @@ def write_html(path, title: str, plots: dict, table: list[dict], sections: list[
         f"<td>{p['psnr']:.2f}</td><td>{p['ms_ssim']:.4f}</td><td>{p['encode_s']:.3f}</td><td>{p['decode_s']:.3f}</td></tr>"
         for p in summary
     )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}figure{{display:inline-block;margin:4px;text-align:center;font-size:12px}}
 .row{{display:flex;flex-wrap:wrap}}</style></head><body>
@@ -212,8 +208,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}figure{{display:i
 <h2>Operating points</h2><table><tr><th>codec</th><th>setting</th><th>bpp</th><th>PSNR</th><th>MS-SSIM</th><th>encode s</th><th>decode s</th></tr>{points}</table>
 {''.join(sections)}
 </body></html>"""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
 
 
 def model_sections(evaluation, images, anchor_codecs, crops: int = 3) -> list[str]:
@@ -233,7 +227,8 @@ def model_sections(evaluation, images, anchor_codecs, crops: int = 3) -> list[st
         extras = []
         gates = attention_gates(model, tile)
         if gates:
-            extras.append(img_tag(_gate_plot(gates), "attention weights"))
+            top = max(m.gate_range for m in model.network.modules() if isinstance(m, ChannelAttention))
+            extras.append(img_tag(_gate_plot(gates, top), "attention weights"))
         bits = bit_allocation(model, tile)
         extras.append(img_tag(_bit_map_plot(bits, bits.sum() / (tile.width * tile.height)), "bit allocation"))
         shown = "channel attention and bit allocation" if gates else "bit allocation"

@@ -80,7 +80,7 @@ def estimated_bpp(model: CodingModel, x: torch.Tensor, pixels: int, tile_size: i
     total = 0.0
     for top, left, h, w in tile_boxes(x.shape[-2], x.shape[-1], tile_size):
         tile = imageio.pad_to_multiple(x[..., top : top + h, left : left + w], model.downsampling_factor)
-        total += rd.bits(model.estimate(tile)["likelihoods"]).item()
+        total += rd.bits(model.estimate(tile.to(model.device))["likelihoods"]).item()
     return total / pixels
 
 

@@ -55,12 +55,18 @@ class CodingModel:
 
     @classmethod
     def from_network(cls, network: CompressionModel, name: str, quality=None, lmbda=None, training=None):
-        """Code with a copy of an in-memory network (e.g. just trained): later changes to it do not reach the copy."""
+        """Code with a copy of an in-memory network (e.g. just trained): later changes to it do not reach the copy.
+
+        ``quality`` is the quality a fixed-rate network was trained at (what its streams record), or
+        the quality a variable-rate network is to code at.
+        """
         network = copy.deepcopy(network).eval()
         network.update()  # CDF tables, if not built yet
         exact = network.exact_hyper_synthesis() if hasattr(network, "exact_hyper_synthesis") else None
-        model = cls(name, network, state_hash(network.state_dict()), None, lmbda, training or {}, exact)
-        return model.at(quality) if quality is not None else model
+        variable_rate = bool(getattr(network, "config", {}).get("lambdas"))
+        model = cls(name, network, state_hash(network.state_dict()), None if variable_rate else quality, lmbda,
+                    training or {}, exact)  # fmt: skip
+        return model.at(quality) if variable_rate and quality is not None else model
 
     @property
     def config(self) -> Mapping:
@@ -74,6 +80,11 @@ class CodingModel:
     def image_channels(self) -> int:
         """1 for the grayscale autoencoder, else 3."""
         return self.config.get("in_channels", 3)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the transforms run (a GPU works too: the coding indexes are exact everywhere)."""
+        return next(self.network.parameters()).device
 
     @property
     def downsampling_factor(self) -> int:
