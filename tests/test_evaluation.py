@@ -193,3 +193,16 @@ def test_an_evaluation_cut_short_while_writing_leaves_no_summary_marking_it_comp
     assert failed.returncode == 1 and "No space left" in failed.stderr.decode()
     assert not (out / "summary.json").exists()  # a half-replaced folder is not an evaluation: no --force needed
     assert not list(out.glob(".*.tmp"))
+
+
+def test_published_curves_are_read_in_either_compressai_layout_and_a_bad_file_is_named(tmp_path):
+    from attncomp.errors import AttncompError
+    from attncomp.evaluation import reference
+
+    stem = next(iter(reference.PUBLISHED))
+    (tmp_path / f"{stem}.json").write_text(json.dumps({"results": {"bpp": [0.5, 0.2], "psnr": [31.0, 28.0]}}))
+    (curve,) = reference.load_published(tmp_path).values()  # an older file: "psnr", no MS-SSIM
+    assert [p["bpp"] for p in curve] == [0.2, 0.5] and curve[0]["psnr"] == 28.0
+    (tmp_path / f"{stem}.json").write_text(json.dumps({"name": "no results"}))
+    with pytest.raises(AttncompError, match=f"{stem}.json is not a CompressAI results file"):
+        reference.load_published(tmp_path)

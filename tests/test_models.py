@@ -221,7 +221,7 @@ def test_weights_files_are_plain_data(tiny_weights):
     assert payload["format"] == "attncomp-weights" and payload["model"] == "attn-hyperprior"
 
 
-def test_bad_weights_files_raise_weights_error(tmp_path):
+def test_bad_weights_files_raise_weights_error(tmp_path, tiny_weights):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="cannot read"):
@@ -234,6 +234,11 @@ def test_bad_weights_files_raise_weights_error(tmp_path):
     torch.save({"format": "attncomp-weights", "version": 1, "config": {}}, tmp_path / "partial.pt")
     with pytest.raises(WeightsError, match="incomplete"):
         load_weights(tmp_path / "partial.pt")
+    payload = torch.load(tiny_weights, weights_only=True)
+    for damage in ({"config": None}, {"state_dict": {**payload["state_dict"], "g_a.body.0.weight": [0.0]}}):
+        torch.save({**payload, **damage}, tmp_path / "damaged.pt")
+        with pytest.raises(WeightsError, match="damaged"):
+            load_weights(tmp_path / "damaged.pt")
 
 
 def test_a_state_with_differently_sized_cdf_tables_loads_over_built_ones(tiny_weights):

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from ..errors import AttncompError
 
 
 def default_dir() -> Path:
@@ -34,8 +35,12 @@ def load_published(folder=None) -> dict:
         path = folder / f"{stem}.json"
         if not path.is_file():
             continue
-        results = json.loads(path.read_text())["results"]
-        ms = results.get("ms-ssim-rgb", results.get("ms-ssim", [float("nan")] * len(results["bpp"])))
-        points = [dict(bpp=b, psnr=p, ms_ssim=m) for b, p, m in zip(results["bpp"], results["psnr-rgb"], ms)]
+        try:
+            results = json.loads(path.read_text())["results"]
+            psnr = results.get("psnr-rgb", results.get("psnr"))
+            ms = results.get("ms-ssim-rgb", results.get("ms-ssim", [float("nan")] * len(results["bpp"])))
+            points = [dict(bpp=float(b), psnr=float(p), ms_ssim=float(m)) for b, p, m in zip(results["bpp"], psnr, ms)]
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: bad JSON
+            raise AttncompError(f"{path} is not a CompressAI results file ({type(exc).__name__}: {exc})") from None
         curves[label] = sorted(points, key=lambda p: p["bpp"])
     return curves

@@ -158,6 +158,9 @@ def read_weights(path) -> dict:
         raise WeightsError(f"{path} has weights format version {payload.get('version')}, expected {FORMAT_VERSION}")
     if not isinstance(payload.get("model"), str) or not isinstance(payload.get("state_dict"), dict):
         raise WeightsError(f"{path} is an incomplete attncomp weights file (no model name or state dict)")
+    tensors = all(isinstance(value, torch.Tensor) for value in payload["state_dict"].values())
+    if not isinstance(payload.get("config"), dict) or not tensors:
+        raise WeightsError(f"{path} is a damaged attncomp weights file (its config or a weight is not what it stores)")
     return payload
 
 
