@@ -30,9 +30,9 @@ def reuse_freed_memory(limit: int = REUSED_BLOCK_LIMIT) -> bool:
 
     By default glibc maps every block above 32 MB afresh and unmaps it when freed, so each
     of a tile's 32-channel full-resolution activations (32 MB at 512 px) is page-faulted in
-    again on every layer and tile: decoding spends a quarter of its time there. Kept, the blocks
-    are reused; peak RSS does not change, since the largest live set is the same
-    (benchmarks/large_image_memory.py). Returns False where the C library has no ``mallopt``.
+    again on every layer and tile. Kept, the blocks are reused: decoding is faster, for a little
+    more peak RSS (benchmarks/freed_memory_reuse.py and large_image_memory.py measure both).
+    Returns False where the C library has no ``mallopt``.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
