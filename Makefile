@@ -28,7 +28,7 @@ test: install
 
 # the decoder's property tests with 20,000 examples each (make test runs 100); then see fuzz/atheris_decode.py
 fuzz: install
-	$(PY) -m pytest tests/test_robustness.py -k "random_bytes or truncation or bit_flip or hostile" --hypothesis-profile fuzz
+	$(PY) -m pytest tests/test_robustness.py -k "random_bytes or random_headers or truncation or bit_flip or hostile" --hypothesis-profile fuzz
 
 bench: install
 	$(PY) benchmarks/train_throughput.py --config configs/lite.yaml

@@ -19,6 +19,7 @@ from PIL import Image
 from attncomp import image as imageio
 from attncomp.cli.train import main as train_main
 from attncomp.codec import decode, encode, pack, unpack
+from attncomp.codec.container import MAGIC, READABLE_VERSIONS
 from attncomp.errors import AttncompError, ImageError, StreamError
 from attncomp.models import load_weights
 
@@ -50,6 +51,19 @@ def with_crc(body: bytes) -> bytes:
 def test_random_bytes_are_rejected(model, data):
     with pytest.raises(StreamError):
         decode(data, model)
+
+
+@FUZZ
+@given(st.sampled_from(READABLE_VERSIONS), st.binary(max_size=300))
+def test_random_headers_with_a_valid_crc_never_crash(model, version, data):
+    """Past the magic bytes, the version and the CRC, random bytes reach the header parser and the coder."""
+    forged = with_crc(MAGIC + bytes([version]) + data)
+    try:
+        image = decode(forged, model)
+    except AttncompError:
+        return
+    header = unpack(forged)
+    assert image.size == (header.width, header.height)
 
 
 @FUZZ

@@ -33,7 +33,7 @@ from torch import nn
 from .layers import ChannelAttention
 
 # These constants define the scales a stream decodes with: changing any of them changes the
-# bitstream format (bump codec.container.FORMAT_VERSION; tests/test_entropy_coding.py pins them).
+# bitstream format (bump codec.container.FORMAT_VERSION; the frozen streams of tests/data fail without it).
 ACT_BITS = 8
 WEIGHT_BITS = 12
 GATE_BITS = 12
