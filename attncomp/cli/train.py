@@ -88,8 +88,7 @@ def write_validation_point(trainer: Trainer, module, datamodule, path: Path) -> 
     """Validate the final weights and record the RD point (estimated bpp, PSNR, loss) with the step."""
     (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
-        limit = trainer.limit_val_batches  # a count of batches of one image, or a fraction of them
-        images = len(datamodule.val_images) if isinstance(limit, float) else min(len(datamodule.val_images), limit)
+        images = int(sum(trainer.num_val_batches))  # batches of one image, after --trainer.limit_val_batches
         lmbda = None if module.lambdas else module.hparams.lmbda  # a variable-rate model: one point per λ
         point = {"step": trainer.global_step, "images": images, "lmbda": lmbda}
         point.update({k.removeprefix("val/"): round(float(v), 6) for k, v in sorted(metrics.items())})
