@@ -117,20 +117,22 @@ def plan(args) -> list[Run]:
     ]
 
 
-def budget(run: Path, minutes: float, resuming: bool) -> float:
-    """Total training seconds of ``run`` after this round (Lightning's max_time counts across resumes)."""
-    record = run / "rounds.json"
-    rounds = json.loads(record.read_text()) if resuming and record.is_file() else []
-    rounds.append(minutes * 60)
-    record.write_text(json.dumps(rounds))
-    return sum(rounds)
+def budget(run: Path, minutes: float, resuming: bool) -> int:
+    """Total training seconds of ``run`` after this round: what it has trained so far, as counted by
+    Lightning's Timer (which ``max_time`` compares against, restored from the checkpoint on resume),
+    plus this round's minutes; so a round that overran its budget does not eat into the next one."""
+    trained = 0.0
+    if resuming:
+        checkpoint = zoo.safe_load(run / "checkpoints" / "last.ckpt", "checkpoint")
+        trained = checkpoint.get("callbacks", {}).get("Timer", {}).get("time_elapsed", {}).get("train", 0.0)
+    return int(trained + minutes * 60)
 
 
 def start(args, extra, run_spec: Run) -> subprocess.Popen:
     run = args.runs / run_spec.name
     run.mkdir(parents=True, exist_ok=True)
     resuming = (run / "checkpoints" / "last.ckpt").is_file()
-    seconds = int(budget(run, args.minutes, resuming))
+    seconds = budget(run, args.minutes, resuming)
     command = [
         sys.executable, "-m", "attncomp.cli.train", "--config", args.config, *run_spec.options,
         "--data", args.data, "--data.val_split", args.val_split, "--out", str(run),
@@ -195,7 +197,7 @@ def main(argv=None) -> int:
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as logs:
         for run in runs:
             folder = args.runs / run.name
-            for name in ("train.log", "validation.json", "rounds.json"):
+            for name in ("train.log", "validation.json"):
                 if (folder / name).is_file():
                     logs.add(folder / name, f"{run.name}/{name}")
             for csv in sorted((folder / "csv").glob("version_*/metrics.csv")):

@@ -55,7 +55,6 @@ def test_a_round_trains_validates_returns_its_files_and_the_next_round_continues
     log, second = round_(tmp_path / "out2")
     assert "resuming" in log
     assert second["steps"] == first["steps"] + second["steps_this_round"] > first["steps"]
-    assert json.loads((tmp_path / "runs" / "q3" / "rounds.json").read_text()) == [3.0, 3.0]
 
 
 def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_them_in_one_tar(tmp_path):
