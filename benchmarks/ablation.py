@@ -5,10 +5,11 @@ lite model trained from scratch for the same steps, data, crops and seed). Unpac
 ``logs.tar.gz`` into ``results/ablation/logs`` and commit it; this script then writes
 
     results/ablation/learning_curves.png   validation J (mean over the 8 λs) against steps
-    results/ablation/table.md              per variant: steps, validation J, BD-rate vs plain
+    results/ablation/table.md              per variant, at the last validation step all reached: J, BD-rate vs plain
 
 Validation numbers are the estimated rate on the held-out split (configs/validation_split.txt).
-``--weights DIR`` (the round's ``weights.tar`` unpacked) also codes every Kodak image at the 8
+``--weights DIR`` (the round's ``weights-N.tar`` unpacked; their final weights, Kodak being a report, not a
+selection) also codes every Kodak image at the 8
 qualities with each variant — real bitstreams — for a BD-rate against plain on the test set and each
 variant's decode time relative to plain, measured in the same run.
 
@@ -37,19 +38,20 @@ LEVELS = range(1, 9)
 BASELINE = "plain"
 
 
-def learning_curve(folder: Path) -> list[tuple[int, float]]:
-    """(step, validation J) of every validation of a run, across its resumed parts."""
+def validations(folder: Path) -> dict[int, dict]:
+    """Every validation of a run, across its resumed parts: step -> {metric: value} (``val/`` dropped)."""
     points = {}
     for path in sorted(folder.glob("version_*.metrics.csv")):
         with open(path) as f:
             for row in csv.DictReader(f):
                 if row.get("val/loss"):
-                    points[int(row["step"])] = float(row["val/loss"])
-    return sorted(points.items())
+                    values = {k.removeprefix("val/"): float(v) for k, v in row.items() if k.startswith("val/") and v}
+                    points[int(row["step"])] = values
+    return points
 
 
 def validation_curve(point: dict) -> tuple[list, list]:
-    """(bpp, PSNR) at each λ of a variable-rate run's final validation."""
+    """(bpp, PSNR) at each λ of one validation of a variable-rate run."""
     return [point[f"bpp_q{q}"] for q in LEVELS], [point[f"psnr_q{q}"] for q in LEVELS]
 
 
@@ -68,21 +70,25 @@ def fmt(value: float, unit: str = "%") -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="?", default="results/ablation", type=Path)
-    parser.add_argument("--weights", type=Path, help="folder of VARIANT.pt (the round's weights.tar)")
+    parser.add_argument("--weights", type=Path, help="folder of VARIANT.pt (the round's weights-N.tar unpacked)")
     parser.add_argument("--images", default=str(KODAK))
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()
     logs = args.results / "logs"
-    variants = sorted(p.name for p in logs.iterdir() if (p / "validation.json").is_file())
+    runs = {p.name: validations(p) for p in sorted(logs.iterdir()) if p.is_dir()}
+    unvalidated = sorted(v for v, points in runs.items() if not points)
+    variants = sorted(v for v, points in runs.items() if points)
     if BASELINE not in variants:
-        raise SystemExit(f"no {BASELINE} run with a validation.json under {logs}")
-    final = {v: json.loads((logs / v / "validation.json").read_text()) for v in variants}
-    learning = {v: learning_curve(logs / v) for v in variants}
+        raise SystemExit(f"no validated {BASELINE} run under {logs}")
+    # equal steps: a wall-clock cap may have stopped the variants at different steps
+    common = max(set.intersection(*(set(runs[v]) for v in variants)))
+    at = {v: runs[v][common] for v in variants}
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for v in variants:
-        if learning[v]:
-            ax.plot(*zip(*learning[v]), marker="o", markersize=3, label=v)
+        steps = sorted(runs[v])
+        ax.plot(steps, [runs[v][step]["loss"] for step in steps], marker="o", markersize=3, label=v)
+    ax.axvline(common, color="grey", linewidth=0.8, linestyle=":")
     ax.set(xlabel="training step", ylabel="validation J = λ·255²·MSE + bpp (mean of 8 λ)",
            title="Equal-budget ablation: held-out validation split")
     ax.grid(alpha=0.3)
@@ -101,22 +107,25 @@ def main():
     elif (args.results / "kodak.json").is_file():
         kodak = json.loads((args.results / "kodak.json").read_text())
 
-    base = validation_curve(final[BASELINE])
-    rows = ["| variant | steps | validation J | J vs plain | validation BD-rate vs plain | Kodak BD-rate vs plain | "
+    base = validation_curve(at[BASELINE])
+    rows = [f"Validation columns at step {common}, the last validation every variant reached; Kodak columns with "
+            "each variant's final weights.", "",
+            "| variant | trained to step | validation J | J vs plain | validation BD-rate vs plain | Kodak BD-rate vs plain | "
             "Kodak decode time vs plain |", "|---|---|---|---|---|---|---|"]
     for v in variants:
-        curve = validation_curve(final[v])
-        j, j_base = final[v]["loss"], final[BASELINE]["loss"]
+        curve = validation_curve(at[v])
+        j, j_base = at[v]["loss"], at[BASELINE]["loss"]
         kodak_bd = kodak_time = math.nan
         if v in kodak and BASELINE in kodak:
             k, kb = kodak[v], kodak[BASELINE]
             kodak_bd = bd_rate(kb["bpp"], kb["psnr"], k["bpp"], k["psnr"])
             kodak_time = float(np.mean(k["decode_s"]) / np.mean(kb["decode_s"]))
         rows.append(
-            f"| {v} | {final[v]['step']} | {j:.4f} | {fmt(100 * (j / j_base - 1))} | "
+            f"| {v} | {max(runs[v])} | {j:.4f} | {fmt(100 * (j / j_base - 1))} | "
             f"{fmt(bd_rate(*base, *curve))} | {fmt(kodak_bd)} | "
             f"{'n/a' if not math.isfinite(kodak_time) else f'{kodak_time:.2f}x'} |"
         )
+    rows += [f"| {v} | no validation | | | | | |" for v in unvalidated]
     table = "\n".join(rows) + "\n"
     (args.results / "table.md").write_text(table)
     print(table)

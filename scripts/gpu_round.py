@@ -12,19 +12,22 @@ bundled q5 weights wherever a block has the same form.
 
 ``ablation``: the equal-budget ablation of issue #18. Every variant of
 :data:`ABLATION` is a variable-rate model (so one run measures every λ) trained
-from scratch with the same data, crops, seed and schedule for ``--steps``
-steps (``configs/ablation.yaml``); ``--minutes`` caps the round's wall clock,
-and a later round resumes what did not finish. ``benchmarks/ablation.py``
-turns the returned logs into the README's table and learning curves.
+from scratch with the same data, crops, seed, λ draws and schedule for ``--steps``
+steps (``configs/ablation.yaml``); ``--minutes`` caps each run's training time, so
+a cheaper variant may get further: ``benchmarks/ablation.py`` compares them all
+at the last validation step every one reached, and draws the learning curves.
 
-Each run validates on the held-out split at the end. A run folder that already
-holds a checkpoint resumes it (a time budget is then extended), so a second
-round on the same machine continues where the first stopped.
+Each run validates on the held-out split at the end. ``--deadline`` minutes after
+the start, runs still going are stopped (their last export comes back), so the
+files return within the device's per-command limit. A run folder that already
+holds a checkpoint resumes it with this round's minutes added to what it has
+trained: only on the same machine, since checkpoints do not come back.
 
 What comes back, at most 8 files in OUT:
     attn-hyperprior-qN.pt  finetune: the exported weights of each quality
     attn-hyperprior-vbr.pt variable-rate: the exported weights
-    weights.tar            ablation: the exported weights of every variant
+    weights-N.tar          ablation: the exported weights of every variant, float16 transforms,
+                           in as many tars as keep each under 16 MiB
     summary.json           steps, seconds, Mpix/s and the validation point of each run
     logs.tar.gz            each run's train.log, metrics.csv and validation.json
     streams.tar            validation images encoded and decoded with a model on
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import signal
 import subprocess
 import sys
 import tarfile
@@ -61,6 +65,21 @@ ABLATION = {
 }
 
 
+BEST = "best"
+HALF_TAR_LIMIT = 15 * 2**20  # a file that comes back from the GPU machine holds at most 16 MiB
+
+
+def best_variant(runs: Path) -> str:
+    """The ablation variant with the lowest final validation loss (mean J over the 8 λs) under ``runs``."""
+    losses = {}
+    for point in runs.glob("*/validation.json"):
+        if point.parent.name in ABLATION:
+            losses[point.parent.name] = json.loads(point.read_text())["loss"]
+    if not losses:
+        raise SystemExit(f"gpu_round: --variant best needs the ablation's runs in {runs}")
+    return min(losses, key=losses.get)
+
+
 @dataclass(frozen=True)
 class Run:
     """One attncomp-train process: its folder under ``--runs``, its options, the weights it starts from."""
@@ -68,7 +87,7 @@ class Run:
     name: str
     options: tuple
     init: Path | None = None
-    returned_as: str = ""  # the file name its weights come back under (finetune), else inside weights.tar
+    returned_as: str = ""  # the file name its weights come back under (finetune), else inside weights-N.tar
 
 
 def parse(argv):
@@ -79,10 +98,16 @@ def parse(argv):
                         help="finetune: the qualities to train")
     parser.add_argument("--variants", nargs="+", default=list(ABLATION), choices=list(ABLATION),
                         help="ablation: the variants to train")
-    parser.add_argument("--steps", type=int, default=20_000, help="ablation: steps of every variant")
-    parser.add_argument("--variant", default="paper", choices=list(ABLATION),
-                        help="variable-rate: the architecture, warm-started from the bundled q5 (or --init) weights")
+    parser.add_argument("--steps", type=int, default=20_000,
+                        help="ablation: steps of every variant (benchmarks/ablation.py compares at the last step all reached)")
+    parser.add_argument("--variant", default="paper", choices=[BEST, *ABLATION],
+                        help="variable-rate: the architecture, warm-started from the bundled q5 (or --init) weights; "
+                        f"{BEST!r}: the ablation run (--ablation-runs) with the lowest validation loss")
+    parser.add_argument("--ablation-runs", type=Path, default=Path("runs/gpu-ablation"), help="variable-rate: for --variant best")
     parser.add_argument("--minutes", type=float, default=7.0, help="training time of this round, per run")
+    parser.add_argument("--deadline", type=float,
+                        help="minutes after which unfinished runs are stopped and what they exported is returned "
+                        "(default --minutes + 2: start-up, compilation and the final validation)")
     parser.add_argument("--data", default=".trip/data", help="training images (the trip's pack)")
     parser.add_argument("--val-split", default="configs/validation_split.txt", help="held-out image stems")
     parser.add_argument("--runs", type=Path, help="run folders, kept between rounds (default runs/gpu-PLAN)")
@@ -95,6 +120,9 @@ def parse(argv):
     if args.init is None:
         args.init = Path(".trip/init") if Path(".trip/init").is_dir() else zoo.bundled_weights(MODEL, 1).parent
     args.runs = args.runs or Path(f"runs/gpu-{args.plan}")
+    args.deadline = args.minutes + 2 if args.deadline is None else args.deadline
+    if args.plan == "variable-rate" and args.variant == BEST:
+        args.variant = best_variant(args.ablation_runs)
     args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if args.plan == "ablation" else "gpu.yaml"))
     return args, extra
 
@@ -185,13 +213,56 @@ def code_streams(weights: Path, images: list[Path], tar: tarfile.TarFile) -> Non
             tar.addfile(info, io.BytesIO(data))
 
 
+def wait_until(processes: dict, deadline: float) -> list[str]:
+    """Wait for every process until ``deadline`` (monotonic seconds); stop the rest. Returns their names."""
+    stopped = []
+    for name, process in processes.items():
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            stopped.append(name)
+            process.send_signal(signal.SIGINT)  # Lightning's graceful shutdown; weights.pt is the last export
+    for name in stopped:
+        try:
+            processes[name].wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            processes[name].kill()
+            processes[name].wait()
+    return stopped
+
+
+def half_precision(weights: Path) -> Path:
+    """A copy of a weights file with float16 transforms (what the zoo bundles), beside it."""
+    half = weights.with_name(weights.stem + "-half.pt")
+    payload = zoo.read_weights(weights)
+    zoo.save_weights(zoo.build_network(payload, weights), half, payload["model"], payload.get("quality"),
+                     payload.get("lmbda"), payload.get("training"), half=True)
+    return half
+
+
+def pack_in_tars(out: Path, members: list[tuple[str, Path]]) -> None:
+    """``weights-1.tar``, ``weights-2.tar``…: the members in order, each tar under HALF_TAR_LIMIT."""
+    groups, size = [[]], 0
+    for name, path in members:
+        if groups[-1] and size + path.stat().st_size > HALF_TAR_LIMIT:
+            groups.append([])
+            size = 0
+        groups[-1].append((name, path))
+        size += path.stat().st_size + 1024
+    for index, group in enumerate(groups, 1):
+        with tarfile.open(out / f"weights-{index}.tar", "w") as tar:
+            for name, path in group:
+                tar.add(path, name)
+
+
 def main(argv=None) -> int:
     args, extra = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     runs = plan(args)
     began = time.monotonic()
     processes = {run.name: start(args, extra, run) for run in runs}
-    failed = [name for name, process in processes.items() if process.wait() != 0]
+    stopped = wait_until(processes, began + args.deadline * 60)
+    failed = [name for name, process in processes.items() if name not in stopped and process.returncode != 0]
     wall = time.monotonic() - began
     summary, returned = {}, []
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as logs:
@@ -208,10 +279,11 @@ def main(argv=None) -> int:
     if args.plan != "ablation":
         for run, weights in returned:
             (args.out / run.returned_as).write_bytes(weights.read_bytes())
-    else:
-        with tarfile.open(args.out / "weights.tar", "w") as tar:
-            for run, weights in returned:
-                tar.add(weights, f"{run.name}.pt")
+    else:  # float16 transforms, packed in tars that each come back (the float32 files total ~46 MB)
+        returned = [(run, half_precision(weights)) for run, weights in returned]
+        pack_in_tars(args.out, [(f"{run.name}.pt", weights) for run, weights in returned])
+    for name in stopped:
+        summary.get(name, {})["stopped_at_deadline"] = True
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     if returned:
@@ -221,6 +293,8 @@ def main(argv=None) -> int:
         images = [p for p in list_images(args.data) if p.stem in split][: args.check_images]
         with tarfile.open(args.out / "streams.tar", "w") as tar:
             code_streams(returned[0][1], images, tar)
+    for name in stopped:
+        print(f"gpu_round: {name} stopped at the {args.deadline:g}-minute deadline; its last export came back", file=sys.stderr)
     for name in failed:
         print(f"gpu_round: {name} failed; see logs.tar.gz {name}/train.log", file=sys.stderr)
     return 1 if failed else 0

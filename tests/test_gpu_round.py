@@ -1,10 +1,12 @@
 """The GPU training round's CPU twin: scripts/gpu_round.sh end to end, twice, on a tiny budget."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +75,57 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert {name: run["steps"] for name, run in summary.items()} == {"plain": 2, "residual-meanscale": 2}
-    assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "streams.tar", "summary.json", "weights.tar"]
-    with tarfile.open(out / "weights.tar") as tar:
+    assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "streams.tar", "summary.json", "weights-1.tar"]
+    with tarfile.open(out / "weights-1.tar") as tar:
         assert sorted(tar.getnames()) == ["plain.pt", "residual-meanscale.pt"]
         tar.extractall(tmp_path / "weights", filter="data")
+    with tarfile.open(out / "streams.tar") as tar:  # coded with the returned (float16) weights of the first variant
+        stream = tar.extractfile("img2.atc").read()
+        expected = np.asarray(Image.open(tar.extractfile("img2.decoded.png")))
+    assert np.array_equal(np.asarray(decode(stream, load_weights(tmp_path / "weights" / "plain.pt"))), expected)
+
+    # the report the README's ablation table comes from, on these logs
+    results = tmp_path / "results"
+    with tarfile.open(out / "logs.tar.gz") as tar:
+        tar.extractall(results / "logs", filter="data")
+    report = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ablation.py"), str(results)],
+                            capture_output=True, text=True, cwd=ROOT / "benchmarks")
+    assert report.returncode == 0, report.stderr[-3000:]
+    table = (results / "table.md").read_text()
+    assert "at step 2," in table and "| plain | 2 |" in table and "| residual-meanscale | 2 |" in table
+    assert (results / "learning_curves.png").stat().st_size > 0
     plain, meanscale = (load_weights(tmp_path / "weights" / f"{v}.pt").config for v in ("plain", "residual-meanscale"))
     assert plain["N"] == meanscale["N"] == TINY["N"]  # the shared settings, and each variant's own switches
     assert (plain["attention"], plain["prior"]) == ("none", "scale")
     assert (meanscale["attention"], meanscale["prior"]) == ("residual", "mean-scale")
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_round_stops_what_runs_past_its_deadline_and_returns_weights_in_tars_small_enough_to_come_back(tmp_path):
+    gpu_round = load_script("gpu_round")
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], stderr=subprocess.DEVNULL)
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    began = time.monotonic()
+    assert gpu_round.wait_until({"slow": slow, "quick": quick}, began + 2) == ["slow"]
+    assert quick.returncode == 0 and slow.returncode is not None and time.monotonic() - began < 60
+
+    members = []
+    for index in range(5):
+        (tmp_path / f"{index}.pt").write_bytes(bytes(6 * 2**20))  # 6 MB each: 2, 2 and 1 to a tar
+        members.append((f"variant{index}.pt", tmp_path / f"{index}.pt"))
+    gpu_round.pack_in_tars(tmp_path, members)
+    tars = sorted(tmp_path.glob("weights-*.tar"))
+    assert [t.name for t in tars] == ["weights-1.tar", "weights-2.tar", "weights-3.tar"]
+    assert all(t.stat().st_size < 16 * 2**20 for t in tars)  # what the device returns per file
+    names = []
+    for path in tars:
+        with tarfile.open(path) as tar:
+            names += tar.getnames()
+    assert names == [name for name, _ in members]

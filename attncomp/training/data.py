@@ -233,8 +233,9 @@ class ImageFolderData(pl.LightningDataModule):
         if self.device_pool is None:
             device = self.trainer.strategy.root_device
             self.device_pool = CropPool.of(self.train_images).to(device)
-            # each DDP rank draws its own crops
-            self.generator = torch.Generator(device).manual_seed(torch.initial_seed() + self.trainer.global_rank)
+            # each DDP rank draws its own crops; a resumed run does not replay those of its start
+            seed = torch.initial_seed() + 1_000_003 * self.trainer.global_rank + self.trainer.global_step
+            self.generator = torch.Generator(device).manual_seed(seed)
         return self.device_pool.sample(self.hparams.batch_size, self.hparams.crop_size, self.generator)
 
     def val_dataloader(self):

@@ -145,6 +145,9 @@ class CompressionModule(pl.LightningModule):
         self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
         # on the training device once, not copied there every step (not saved: the model's config holds them)
         self.register_buffer("lambda_table", torch.tensor(self.lambdas, dtype=torch.float32), persistent=False)
+        # a variable-rate run's λ draws, seeded at the start of training: runs of one seed draw the same λs at
+        # the same steps whatever else their architecture takes from the global generator (the ablation compares them)
+        self.level_generator: Optional[torch.Generator] = None
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if compile:
@@ -188,12 +191,17 @@ class CompressionModule(pl.LightningModule):
         losses = {k: v.mean() for k, v in losses.items()}
         return dict(losses, psnr=psnr(losses["mse"]))
 
+    def on_train_start(self) -> None:
+        if self.lambdas:  # offset by the step, so that a resumed run does not replay the draws of its start
+            seed = torch.initial_seed() + 1_000_003 * self.global_rank + self.global_step
+            self.level_generator = torch.Generator(self.device).manual_seed(seed)
+
     def _rate_inputs(self, x: torch.Tensor, level: Optional[int] = None):
         """(forward's keyword arguments, λ): the run's λ, or one of the model's λs per image."""
         if not self.lambdas:
             return {}, self.hparams.lmbda
         if level is None:
-            levels = torch.randint(len(self.lambdas), (x.shape[0],), device=x.device)
+            levels = torch.randint(len(self.lambdas), (x.shape[0],), device=x.device, generator=self.level_generator)
         else:
             levels = torch.full((x.shape[0],), level, device=x.device)
         return {"levels": levels}, self.lambda_table[levels]
