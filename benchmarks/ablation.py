@@ -30,11 +30,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from common import KODAK  # noqa: E402
 
+from attncomp.catalog import COMPRESSAI_LAMBDAS  # noqa: E402
 from attncomp.evaluation import bd_rate  # noqa: E402
 from attncomp.evaluation.runner import curves, load_images, run  # noqa: E402
 from attncomp.models import load_weights  # noqa: E402
 
-LEVELS = range(1, 9)
+LEVELS = range(1, len(COMPRESSAI_LAMBDAS) + 1)  # the qualities of every variant (variable-rate, CompressAI's λs)
 BASELINE = "plain"
 
 

@@ -17,14 +17,12 @@ def main():
     parser.add_argument("--name")
     args = parser.parse_args()
     payload = zoo.read_weights(args.weights)
-    model = zoo.load_weights(args.weights)
     name = args.name or payload["model"]
     quality = args.quality or payload.get("quality")
     if quality not in zoo.entry(name).lambdas:
         parser.error(f"give --quality: the file records quality {quality}")
     target = zoo.bundled_weights(name, quality)
-    zoo.save_weights(model, target, name, quality=quality, lmbda=payload.get("lmbda"),
-                     training=payload.get("training"), half=True)
+    zoo.rewrite_weights(args.weights, target, name, quality)
     print(f"{target}: {target.stat().st_size / 1e6:.1f} MB")
 
 

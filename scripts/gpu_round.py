@@ -66,7 +66,7 @@ ABLATION = {
 
 
 BEST = "best"
-HALF_TAR_LIMIT = 15 * 2**20  # a file that comes back from the GPU machine holds at most 16 MiB
+RETURNED_FILE_LIMIT = 15 * 2**20  # a file that comes back from the GPU machine holds at most 16 MiB
 
 
 def best_variant(runs: Path) -> str:
@@ -234,21 +234,20 @@ def wait_until(processes: dict, deadline: float) -> list[str]:
 def half_precision(weights: Path) -> Path:
     """A copy of a weights file with float16 transforms (what the zoo bundles), beside it."""
     half = weights.with_name(weights.stem + "-half.pt")
-    payload = zoo.read_weights(weights)
-    zoo.save_weights(zoo.build_network(payload, weights), half, payload["model"], payload.get("quality"),
-                     payload.get("lmbda"), payload.get("training"), half=True)
+    zoo.rewrite_weights(weights, half)
     return half
 
 
 def pack_in_tars(out: Path, members: list[tuple[str, Path]]) -> None:
-    """``weights-1.tar``, ``weights-2.tar``…: the members in order, each tar under HALF_TAR_LIMIT."""
+    """``weights-1.tar``, ``weights-2.tar``…: the members in order, each tar under RETURNED_FILE_LIMIT."""
     groups, size = [[]], 0
     for name, path in members:
-        if groups[-1] and size + path.stat().st_size > HALF_TAR_LIMIT:
+        cost = path.stat().st_size + 1024  # with its tar header
+        if groups[-1] and size + cost > RETURNED_FILE_LIMIT:
             groups.append([])
             size = 0
         groups[-1].append((name, path))
-        size += path.stat().st_size + 1024
+        size += cost
     for index, group in enumerate(groups, 1):
         with tarfile.open(out / f"weights-{index}.tar", "w") as tar:
             for name, path in group:
@@ -283,7 +282,8 @@ def main(argv=None) -> int:
         returned = [(run, half_precision(weights)) for run, weights in returned]
         pack_in_tars(args.out, [(f"{run.name}.pt", weights) for run, weights in returned])
     for name in stopped:
-        summary.get(name, {})["stopped_at_deadline"] = True
+        if name in summary:
+            summary[name]["stopped_at_deadline"] = True
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     if returned:

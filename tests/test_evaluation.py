@@ -64,7 +64,7 @@ def test_estimated_rate_is_measured_on_the_tiles_the_codec_codes():
     for tile in (64, 1024):  # small tiles cost more bits (edges, a hyper-latent each): the estimate must follow
         stream = unpack(encode(image, model, tile_size=tile))
         coded_bits = 8 * sum(len(s) for _, strings in stream.tiles for s in strings)
-        estimates.append(estimated_bpp(model, x, pixels, tile_size=tile))
+        estimates.append(estimated_bpp(model, imageio.open_image(image), tile_size=tile))
         strings = sum(len(strings) for _, strings in stream.tiles)
         # what the estimate leaves out: the range coder's final state and escapes, a few bytes per string
         assert 0 <= coded_bits - estimates[-1] * pixels <= 8 * 8 * strings

@@ -1,5 +1,6 @@
 """The models of both papers: shapes, switches and CompressAI compatibility."""
 
+import numpy as np
 import pytest
 import torch
 from compressai.models import ScaleHyperprior
@@ -18,7 +19,7 @@ from attncomp.models import (
 )
 from attncomp.models.zoo import upgrade_v1_hyperprior
 
-from .helpers import TINY
+from .helpers import TINY, smooth_image
 
 
 def test_the_papers_channel_attention_scales_each_channel_by_a_gate_in_0_1():
@@ -252,3 +253,19 @@ def test_a_state_with_differently_sized_cdf_tables_loads_over_built_ones(tiny_we
     assert other.entropy_bottleneck._quantized_cdf.shape != model.entropy_bottleneck._quantized_cdf.shape
     load_state(model, other.state_dict())
     assert torch.equal(model.entropy_bottleneck._quantized_cdf, other.entropy_bottleneck._quantized_cdf)
+
+
+def test_weights_rewritten_in_float16_keep_their_record_and_code_like_the_original(tmp_path, tiny_weights):
+    from attncomp.codec import decode, encode
+    from attncomp.models.zoo import rewrite_weights
+
+    rewrite_weights(tiny_weights, tmp_path / "half.pt")  # what bundle_weights.py and a GPU round's return do
+    original, half = load_weights(tiny_weights), load_weights(tmp_path / "half.pt")
+    assert (half.name, half.quality, half.lmbda, dict(half.training)) == (
+        original.name, original.quality, original.lmbda, dict(original.training))
+    stored = torch.load(tmp_path / "half.pt", weights_only=True)["state_dict"]
+    assert stored["g_a.body.0.weight"].dtype == torch.float16  # the transforms; the entropy models stay exact
+    assert stored["entropy_bottleneck._quantized_cdf"].dtype == torch.int32
+    image = smooth_image(64, 64)
+    assert np.abs(np.asarray(decode(encode(image, half), half), dtype=int) - np.asarray(
+        decode(encode(image, original), original), dtype=int)).mean() < 1.0

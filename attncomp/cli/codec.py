@@ -169,6 +169,7 @@ def run_jobs(pairs, code_one) -> int:
     return 1 if failed else 0
 
 
+@functools.cache  # once per process, however many files a call codes
 def prepare_process_for_coding() -> None:
     """This process is the CLI's: tune it for coding images, once torch work is about to start.
 
@@ -204,9 +205,8 @@ def cmd_encode(args) -> int:
 
         model = model_once()
         name = f"{model.name} {f'q{model.quality:g}' if model.quality else 'custom weights'}"
-        tile = args.tile
         start = time.perf_counter()
-        data = encode(source, model, tile_size=tile, refine_steps=args.refine)
+        data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
         seconds = time.perf_counter() - start
         write_output(output, data)
         header = unpack(data)

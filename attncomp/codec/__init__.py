@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 _HOMES = {
     "DEFAULT_TILE": ".container",
+    "coded_tiles": ".codec",
     "decode": ".codec",
     "encode": ".codec",
     "model_for": ".codec",
@@ -26,7 +27,7 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:
-    from .codec import decode, encode, model_for
+    from .codec import coded_tiles, decode, encode, model_for
     from .container import DEFAULT_TILE, FORMAT_VERSION, Stream, pack, tile_boxes, unpack
 
 

@@ -12,7 +12,7 @@ from .. import image as imageio
 from ..errors import StreamError, WeightsError
 from ..files import read_bytes
 from ..models import CodingModel, zoo
-from .container import DEFAULT_TILE, Stream, pack, unpack
+from .container import DEFAULT_TILE, Stream, pack, tile_boxes, unpack
 from .refine import refine_latents
 
 _GUARD = bytes(16)
@@ -53,16 +53,21 @@ def encode(
         raise WeightsError(f"{model.name} does not support encoder-side refinement (--refine)")
     img = imageio.open_image(source, max_pixels)
     stream = Stream(model.name, model.quality or 0, model.weights_hash, img.width, img.height, img.mode, tile_size)
-    device = model.device
-    for box in stream.tile_boxes():  # the image stays 8-bit: only the tile being coded becomes float
-        _, _, h, w = box
-        tile = imageio.pad_to_multiple(imageio.tile_to_tensor(img, box, model.image_channels), factor).to(device)
+    for (_, _, h, w), tile in coded_tiles(img, model, tile_size):
         if refine_steps:
             out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps))
         else:
             out = model.compress(tile)
         stream.tiles.append((tuple(out["shape"]), [strings[0] for strings in out["strings"]]))
     return pack(stream)
+
+
+def coded_tiles(image: Image.Image, model: CodingModel, tile_size: int = DEFAULT_TILE):
+    """(box, tile) for each tile of an ``L``/``RGB`` image as the codec codes it: float32, padded to the
+    model's downsampling factor, on the model's device. The image stays 8-bit: one tile at a time is float."""
+    for box in tile_boxes(image.height, image.width, tile_size):
+        tile = imageio.tile_to_tensor(image, box, model.image_channels)
+        yield box, imageio.pad_to_multiple(tile, model.downsampling_factor).to(model.device)
 
 
 def model_for(stream: Stream, model=None):

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .. import image as imageio
-from ..codec import DEFAULT_TILE, decode, encode, tile_boxes
+from ..codec import DEFAULT_TILE, coded_tiles, decode, encode
 from ..errors import AttncompError
 from ..models import CodingModel, rd
 from . import anchors
@@ -75,13 +75,10 @@ def model_setting(model: CodingModel) -> str:
 
 
 @torch.inference_mode()
-def estimated_bpp(model: CodingModel, x: torch.Tensor, pixels: int, tile_size: int = DEFAULT_TILE) -> float:
-    """−Σ log2 p over the latents, tile by tile as the codec codes them (so memory stays bounded)."""
-    total = 0.0
-    for top, left, h, w in tile_boxes(x.shape[-2], x.shape[-1], tile_size):
-        tile = imageio.pad_to_multiple(x[..., top : top + h, left : left + w], model.downsampling_factor)
-        total += rd.bits(model.estimate(tile.to(model.device))["likelihoods"]).item()
-    return total / pixels
+def estimated_bpp(model: CodingModel, image, tile_size: int = DEFAULT_TILE) -> float:
+    """−Σ log2 p over the latents of an ``L``/``RGB`` image, tile by tile as the codec codes them."""
+    total = sum(rd.bits(model.estimate(tile)["likelihoods"]).item() for _, tile in coded_tiles(image, model, tile_size))
+    return total / (image.width * image.height)
 
 
 def measure_model(model: CodingModel, test: TestImage, keep: dict | None = None, refine_steps: int = 0) -> Record:
@@ -96,7 +93,7 @@ def measure_model(model: CodingModel, test: TestImage, keep: dict | None = None,
     if keep is not None:
         keep[test.name] = decoded
     # the estimate describes g_a's latents, which a refined stream does not code
-    estimate = math.nan if refine_steps else estimated_bpp(model, imageio.to_tensor(test.image, channels), test.pixels)
+    estimate = math.nan if refine_steps else estimated_bpp(model, test.image)
     return Record(
         model_label(model, refine_steps), model_setting(model), test.name, len(data), 8 * len(data) / test.pixels,
         psnr(reference, decoded), ms_ssim(reference, decoded), encoded, decoded_s,

@@ -6,7 +6,7 @@
 >>> fresh = am.create("attn-hyperprior-paper")      # untrained, paper sizes
 """
 
-from .coding import CodingModel
+from .coding import CodingModel, image_channels
 from .hyperprior import AttentionHyperprior
 from .layers import ChannelAttention, PostFilter
 from .spatial_ae import SpatialAttentionAE
@@ -16,7 +16,6 @@ from .zoo import (
     ZOO,
     available_qualities,
     create,
-    image_channels,
     load,
     load_weights,
     save_weights,

@@ -31,6 +31,16 @@ def state_hash(state_dict: Mapping[str, torch.Tensor]) -> bytes:
     return digest.digest()[:8]
 
 
+def image_channels(network: torch.nn.Module) -> int:
+    """Channels of the images a network codes: 1 for the grayscale autoencoder, else 3."""
+    return getattr(network, "config", {}).get("in_channels", 3)
+
+
+def exact_h_s(network: CompressionModel) -> Optional[FixedPointTransform]:
+    """The network's h_s frozen into integers (what its coder uses), or None if it has no hyperprior."""
+    return network.exact_hyper_synthesis() if hasattr(network, "exact_hyper_synthesis") else None
+
+
 @dataclass(frozen=True)
 class CodingModel:
     """A zoo network with fixed weights, ready to code, and everything a stream must record about it.
@@ -62,10 +72,9 @@ class CodingModel:
         """
         network = copy.deepcopy(network).eval()
         network.update()  # CDF tables, if not built yet
-        exact = network.exact_hyper_synthesis() if hasattr(network, "exact_hyper_synthesis") else None
         variable_rate = bool(getattr(network, "config", {}).get("lambdas"))
         model = cls(name, network, state_hash(network.state_dict()), None if variable_rate else quality, lmbda,
-                    training or {}, exact)  # fmt: skip
+                    training or {}, exact_h_s(network))  # fmt: skip
         return model.at(quality) if variable_rate and quality is not None else model
 
     @property
@@ -79,7 +88,7 @@ class CodingModel:
     @property
     def image_channels(self) -> int:
         """1 for the grayscale autoencoder, else 3."""
-        return self.config.get("in_channels", 3)
+        return image_channels(self.network)
 
     @property
     def device(self) -> torch.device:
@@ -137,7 +146,7 @@ class CodingModel:
 
     def estimate(self, x: torch.Tensor) -> dict:
         """The network's forward pass at this quality: reconstruction and likelihoods (the estimated rate)."""
-        return self.network(x, **self._rate())
+        return self.network(x, **self._rate(), **self._exact())
 
     def analysis(self, x: torch.Tensor):
         return self.network.analysis(x)

@@ -19,6 +19,8 @@ from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, Synthe
 # estimated rate, against ~2-3% with CompressAI's 64 scales up to 256 (benchmarks/rate_overhead.py).
 SCALE_TABLE = get_scale_table(0.11, 64, 256)
 POSTFILTER = ("none", "paper", "residual")
+
+
 def _gained(gain, *tensors):
     """Each tensor (or None) scaled by a variable-rate model's gain; all unchanged for a fixed-rate model."""
     if gain is None:
@@ -173,13 +175,17 @@ class AttentionHyperprior(ScaleHyperprior):
         """What h_a sees: |y| for a scale prior (Ballé et al.), y itself for a mean-scale prior."""
         return y if self.config["prior"] == "mean-scale" else torch.abs(y)
 
-    def forward(self, x: torch.Tensor, levels: Optional[torch.Tensor] = None, quality: Optional[float] = None):
-        """Reconstruction and likelihoods; a variable-rate model takes per-image ``levels`` (training) or a ``quality``."""
+    def forward(
+        self, x: torch.Tensor, levels: Optional[torch.Tensor] = None, quality: Optional[float] = None,
+        exact: Optional[FixedPointTransform] = None,
+    ):
+        """Reconstruction and likelihoods; a variable-rate model takes per-image ``levels`` (training) or a
+        ``quality``. Outside training the prior comes from the exact h_s: ``exact``, or built now."""
         y = self.g_a(x)
         z = self.h_a(self.hyper_input(y))
         z_hat, z_likelihoods = in_float32(self.entropy_bottleneck)(z)
         # float h_s while training (differentiable); exact otherwise, so evaluation sees the coder's numbers
-        means, scales = self.split_prior(self.h_s(z_hat)) if self.training else self.prior_parameters(z_hat)
+        means, scales = self.split_prior(self.h_s(z_hat)) if self.training else self.prior_parameters(z_hat, exact)
         gain, inverse = self._gains(levels, quality)
         y, scales, means = _gained(gain, y, scales, means)
         y_hat, y_likelihoods = in_float32(self.gaussian_conditional)(y, scales, *([] if means is None else [means]))

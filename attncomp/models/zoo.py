@@ -29,12 +29,12 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 
-from ..catalog import CATALOG, COMPRESSAI_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY, LITE  # noqa: F401
+from ..catalog import CATALOG, COMPRESSAI_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY
 from ..errors import WeightsError
 from ..files import atomic_write
 from .. import compressai_adapter
 from .hyperprior import AttentionHyperprior
-from .coding import CodingModel, state_hash
+from .coding import CodingModel, exact_h_s, state_hash
 from .spatial_ae import SpatialAttentionAE
 
 FORMAT = "attncomp-weights"
@@ -133,6 +133,15 @@ def save_weights(model: CompressionModel, path, name: str, quality=None, lmbda=N
     atomic_torch_save(payload, path)
 
 
+def rewrite_weights(source, target, name: Optional[str] = None, quality=None, half: bool = True) -> None:
+    """``source`` saved again as ``target``, its λ and training record kept: by default with float16
+    transforms (what the package bundles), optionally under another zoo ``name`` or ``quality``."""
+    payload = read_weights(source)
+    quality = payload.get("quality") if quality is None else quality
+    save_weights(build_network(payload, source), target, name or payload["model"], quality, payload.get("lmbda"),
+                 payload.get("training"), half=half)  # fmt: skip
+
+
 def atomic_torch_save(obj, path) -> None:
     """``torch.save`` that never leaves a half-written file."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -211,10 +220,9 @@ def load_weights(path, name: Optional[str] = None) -> CodingModel:
         network = build_network(payload, path).eval()
         # NHWC convolutions are ~1.5x faster on CPU; the entropy decoding does not depend on it
         network = network.to(memory_format=torch.channels_last)
-        exact = network.exact_hyper_synthesis() if hasattr(network, "exact_hyper_synthesis") else None
-    quality = payload.get("quality")
+        exact = exact_h_s(network)
     return CodingModel(
-        payload["model"], network, state_hash(payload["state_dict"]), quality, payload.get("lmbda"),
+        payload["model"], network, state_hash(payload["state_dict"]), payload.get("quality"), payload.get("lmbda"),
         payload.get("training") or {}, exact,
     )  # fmt: skip
 
@@ -229,7 +237,3 @@ def load_state(model: CompressionModel, state_dict: dict, strict: bool = True):
                     module._buffers[buffer] = torch.empty_like(state_dict[key])
     return model.load_state_dict(state_dict, strict=strict)
 
-
-def image_channels(network: torch.nn.Module) -> int:
-    """Channels of the images a network codes: 1 for the grayscale autoencoder, else 3."""
-    return getattr(network, "config", {}).get("in_channels", 3)
