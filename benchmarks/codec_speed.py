@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 import torch
-from common import model_from, parser
-from compressai.models import ScaleHyperprior
+from common import compressai_reference, model_from, parser
 
 from attncomp import image as imageio
 from attncomp.codec import decode, encode
@@ -33,11 +32,7 @@ def main():
     args = parser(__doc__).parse_args()
     model = model_from(args)
     net = model.network
-    reference = ScaleHyperprior(net.N, net.M).eval()
-    # attncomp's transforms are CompressAI's under .body: give the reference every shared layer
-    ours = {k.replace(".body.", "."): v for k, v in net.state_dict().items()}
-    reference.load_state_dict({k: v for k, v in ours.items() if k in reference.state_dict()}, strict=False)
-    reference.update(force=True)
+    reference = compressai_reference(net)
     paths = imageio.list_images(args.images)[: args.limit]
     rows = []
     for path in paths:

@@ -20,3 +20,17 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def model_from(args):
     return load_weights(args.weights) if args.weights else load("attn-hyperprior", args.quality)
+
+
+def compressai_reference(net):
+    """CompressAI's own ScaleHyperprior of the same N/M holding ``net``'s weights for every layer they share.
+
+    attncomp's transforms are CompressAI's under ``.body``, so the names map one to one.
+    """
+    from compressai.models import ScaleHyperprior
+
+    reference = ScaleHyperprior(net.N, net.M).eval()
+    ours = {k.replace(".body.", "."): v for k, v in net.state_dict().items()}
+    reference.load_state_dict({k: v for k, v in ours.items() if k in reference.state_dict()}, strict=False)
+    reference.update(force=True)
+    return reference
