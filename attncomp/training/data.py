@@ -52,6 +52,12 @@ def load_folder(
     return images
 
 
+def draw_seed(global_rank: int, global_step: int) -> int:
+    """Seed of a run's random draws (crops, λ levels): each DDP rank draws its own, and a resumed run
+    does not replay the draws of its start."""
+    return torch.initial_seed() + 1_000_003 * global_rank + global_step
+
+
 def _reflect_pad(tensor: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
     mode = "reflect" if pad_h < tensor.shape[1] and pad_w < tensor.shape[2] else "replicate"
     padded = torch.nn.functional.pad(tensor[None].float(), (0, pad_w, 0, pad_h), mode=mode)
@@ -233,8 +239,7 @@ class ImageFolderData(pl.LightningDataModule):
         if self.device_pool is None:
             device = self.trainer.strategy.root_device
             self.device_pool = CropPool.of(self.train_images).to(device)
-            # each DDP rank draws its own crops; a resumed run does not replay those of its start
-            seed = torch.initial_seed() + 1_000_003 * self.trainer.global_rank + self.trainer.global_step
+            seed = draw_seed(self.trainer.global_rank, self.trainer.global_step)
             self.generator = torch.Generator(device).manual_seed(seed)
         return self.device_pool.sample(self.hparams.batch_size, self.hparams.crop_size, self.generator)
 

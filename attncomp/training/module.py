@@ -13,6 +13,7 @@ from pytorch_msssim import ms_ssim
 from ..errors import WeightsError
 from ..models import rd, zoo
 from ..models.layers import in_float32
+from .data import draw_seed
 
 
 def copy_matching_tensors(path, network) -> dict:
@@ -192,9 +193,8 @@ class CompressionModule(pl.LightningModule):
         return dict(losses, psnr=psnr(losses["mse"]))
 
     def on_train_start(self) -> None:
-        if self.lambdas:  # offset by the step, so that a resumed run does not replay the draws of its start
-            seed = torch.initial_seed() + 1_000_003 * self.global_rank + self.global_step
-            self.level_generator = torch.Generator(self.device).manual_seed(seed)
+        if self.lambdas:
+            self.level_generator = torch.Generator(self.device).manual_seed(draw_seed(self.global_rank, self.global_step))
 
     def _rate_inputs(self, x: torch.Tensor, level: Optional[int] = None):
         """(forward's keyword arguments, λ): the run's λ, or one of the model's λs per image."""
