@@ -13,7 +13,13 @@ selection) also codes every Kodak image at the 8
 qualities with each variant — real bitstreams — for a BD-rate against plain on the test set and each
 variant's decode time relative to plain, measured in the same run.
 
+``--validate DIR…`` fills the validation points of runs a round stopped before they validated: each
+``DIR/VARIANT.pt`` is validated here, on the CPU, by the training module's own validation step (the same
+held-out images, ``--data``, as in training), and the point is written into the variant's logs at the
+steps its weights record (those of the run it continued included).
+
     python benchmarks/ablation.py [results/ablation] [--weights runs/ablation-weights] [--limit N]
+    python benchmarks/ablation.py results/ablation --validate runs/round2-1 runs/round2-2 --data .trip/data
 """
 
 import argparse
@@ -35,6 +41,7 @@ from attncomp.evaluation import bd_rate  # noqa: E402
 from attncomp.evaluation.runner import curves, load_images, run  # noqa: E402
 from attncomp.models import load_weights  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 LEVELS = range(1, len(COMPRESSAI_LAMBDAS) + 1)  # the qualities of every variant (variable-rate, CompressAI's λs)
 BASELINE = "plain"
 
@@ -56,6 +63,34 @@ def validation_curve(point: dict) -> tuple[list, list]:
     return [point[f"bpp_q{q}"] for q in LEVELS], [point[f"psnr_q{q}"] for q in LEVELS]
 
 
+def trained_steps(training: dict) -> int:
+    """Steps behind exported weights: this run's, plus those of the weights it continued (``init_weights``)."""
+    parent = training.get("initialised_from") or {}
+    return training["steps"] + (0 if "warm_start" in parent else parent.get("steps", 0))
+
+
+def validate_exports(folder: Path, logs: Path, data: str, split: str) -> None:
+    """Validate every ``VARIANT.pt`` in ``folder`` on the CPU; append the point to ``logs/VARIANT``."""
+    import pytorch_lightning as pl
+
+    from attncomp.models import zoo
+    from attncomp.training import CompressionModule, ImageFolderData
+
+    for weights in sorted(folder.glob("*.pt")):
+        payload = zoo.read_weights(weights)
+        step = trained_steps(payload["training"])
+        module = CompressionModule(model=payload["model"], init_weights=str(weights), channels_last=False)
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+        (point,) = trainer.validate(module, ImageFolderData(data, val_split=split), verbose=False)
+        out = logs / weights.stem / f"version_validated-{step}.metrics.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["step", *sorted(point)])
+            writer.writeheader()
+            writer.writerow({"step": step, **point})
+        print(f"{weights.stem}: validated at step {step}: J {point['val/loss']:.4f}", flush=True)
+
+
 def kodak_points(weights: Path, images) -> dict:
     """Real-file (bpp, PSNR, decode s) at each quality of one variant."""
     model = load_weights(weights)
@@ -74,8 +109,14 @@ def main():
     parser.add_argument("--weights", type=Path, help="folder of VARIANT.pt (the round's weights-N.tar unpacked)")
     parser.add_argument("--images", default=str(KODAK))
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--validate", type=Path, nargs="+", default=[],
+                        help="folders of VARIANT.pt a round returned unvalidated: validate them here first")
+    parser.add_argument("--data", default=".trip/data", help="--validate: the training images (the round's pack)")
+    parser.add_argument("--split", default=str(ROOT / "configs" / "validation_split.txt"))
     args = parser.parse_args()
     logs = args.results / "logs"
+    for folder in args.validate:
+        validate_exports(folder, logs, args.data, args.split)
     runs = {p.name: validations(p) for p in sorted(logs.iterdir()) if p.is_dir()}
     unvalidated = sorted(v for v, points in runs.items() if not points)
     variants = sorted(v for v, points in runs.items() if points)

@@ -111,7 +111,7 @@ def parse(argv):
     parser.add_argument("--data", default=".trip/data", help="training images (the trip's pack)")
     parser.add_argument("--val-split", default="configs/validation_split.txt", help="held-out image stems")
     parser.add_argument("--runs", type=Path, help="run folders, kept between rounds (default runs/gpu-PLAN)")
-    parser.add_argument("--init", type=Path, help="finetune: weights to start from (default: .trip/init, else bundled)")
+    parser.add_argument("--init", type=Path, help="finetune, ablation: weights to start from (default: .trip/init, else bundled)")
     parser.add_argument("--config", help="attncomp-train config (default configs/gpu.yaml or configs/ablation.yaml)")
     parser.add_argument("--check-images", type=int, default=3, help="validation images coded for the stream check")
     parser.add_argument("--model.model_config", dest="model_config", type=json.loads, default={},
@@ -138,9 +138,11 @@ def plan(args) -> list[Run]:
         options = ("--model.model", VARIABLE_RATE, "--model.model_config", config,
                    "--model.warm_start", str(args.init / f"{MODEL}-q5.pt"))
         return [Run("vbr", options, None, f"{VARIABLE_RATE}.pt")]
+    # a variant continues from the weights an earlier round returned for it (--init NAME.pt), if any
     return [
         Run(name, ("--model.model", VARIABLE_RATE, "--model.model_config", json.dumps({**args.model_config, **ABLATION[name]}),
-                   "--trainer.max_steps", str(args.steps)))
+                   "--trainer.max_steps", str(args.steps)),
+            args.init / f"{name}.pt" if (args.init / f"{name}.pt").is_file() else None)
         for name in args.variants
     ]
 

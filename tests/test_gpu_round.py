@@ -99,6 +99,26 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     assert (plain["attention"], plain["prior"]) == ("none", "scale")
     assert (meanscale["attention"], meanscale["prior"]) == ("residual", "mean-scale")
 
+    # on a fresh machine (no checkpoints), the next round continues each variant from its returned weights
+    again = [*command[:2], str(tmp_path / "out2"), *command[3:]]
+    again[again.index("--runs") + 1] = str(tmp_path / "runs2")
+    done = subprocess.run([*again, "--init", str(tmp_path / "weights")], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHON=sys.executable))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"plain: starting from {tmp_path / 'weights' / 'plain.pt'}" in done.stdout
+    summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
+    assert {name: run["steps_this_round"] for name, run in summary.items()} == {"plain": 2, "residual-meanscale": 2}
+    with tarfile.open(tmp_path / "out2" / "weights-1.tar") as tar:
+        tar.extractall(tmp_path / "weights2", filter="data")
+    assert load_weights(tmp_path / "weights2" / "plain.pt").training["initialised_from"]["steps"] == 2
+
+    # weights a round returned unvalidated are validated here, at the steps behind them (4: 2 + 2)
+    report = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ablation.py"), str(results), "--validate",
+                             str(tmp_path / "weights2"), "--data", str(data), "--split", str(split)],
+                            capture_output=True, text=True, cwd=ROOT / "benchmarks")
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "| plain | 4 |" in (results / "table.md").read_text()
+
 
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")

@@ -60,6 +60,24 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     assert end < 0.9 * start
 
 
+def test_validation_runs_the_compiled_transforms_eagerly():
+    """Validation images come in many sizes: compiling for each would cost minutes on a GPU round."""
+    module = tiny_module(channels_last=False)
+    graphs = []
+
+    def counting_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    torch._dynamo.reset()
+    module.model.g_a.compile(backend=counting_backend)
+    trainer(1, limit_val_batches=2, val_check_interval=1, num_sanity_val_steps=0).fit(
+        module, fixed_batches(1), fixed_batches(2, size=128))
+    compiled_for_training = len(graphs)
+    trainer(0, num_sanity_val_steps=0).validate(module, fixed_batches(2, size=192), verbose=False)
+    assert compiled_for_training >= 1 and len(graphs) == compiled_for_training
+
+
 def test_bf16_training_keeps_the_entropy_models_in_float32():
     module = tiny_module()
     batch = next(iter(fixed_batches(1)))

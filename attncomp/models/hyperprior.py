@@ -256,7 +256,7 @@ class AttentionHyperprior(ScaleHyperprior):
         """
         conditional = self.gaussian_conditional
         bound = scale_bound(conditional)
-        table = conditional.scale_table[:-1].to(torch.float64)
+        table = conditional.scale_table[:-1].to(scales.device, torch.float64)  # the model may sit on a GPU
         return torch.bucketize(scales.to(torch.float64).clamp_min(bound).contiguous(), table).int()
 
     def compress_latents(self, latents, quality: Optional[float] = None, exact=None) -> dict:
@@ -271,7 +271,10 @@ class AttentionHyperprior(ScaleHyperprior):
     def decompress(self, strings: list, shape, quality: Optional[float] = None, exact=None) -> dict:
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
         means, indexes, _, inverse = self._coding_prior(z_hat, quality, exact)
-        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float64, means)
+        # the symbols land on the model's device; the coder's float64 numbers (means, gains) live on the CPU
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float64).cpu()
+        if means is not None:
+            y_hat = y_hat + means
         if inverse is not None:
             y_hat = y_hat * inverse
         y_hat = y_hat.float().to(z_hat.device)

@@ -237,7 +237,12 @@ class CompressionModule(pl.LightningModule):
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """One validation point per λ: a variable-rate model is validated at each of its levels."""
-        x = self._prepare(batch)
+        # Eager: compiled transforms would recompile for every validation image's size and for eval mode,
+        # minutes of compilation per run on a GPU round (the first ablation round never finished validating).
+        with torch.compiler.set_stance("force_eager"):
+            self._validate(self._prepare(batch))
+
+    def _validate(self, x: torch.Tensor) -> None:
         levels = range(len(self.lambdas)) if self.lambdas else [None]
         losses_per_level = []
         for level in levels:
