@@ -21,7 +21,7 @@ from attncomp.models import rd
 def estimated_bits(model, x, exact=True):
     """−Σ log2 p with the exact h_s the coder uses, or with the float h_s of training (rounding, not noise)."""
     if exact:
-        return rd.bits(model.estimate(x)["likelihoods"]).item()
+        return rd.bits(model.likelihoods(x)).item()
     net = model.network
     y = net.g_a(x)
     z = net.h_a(net.hyper_input(y))

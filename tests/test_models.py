@@ -37,6 +37,7 @@ def test_channel_attention_on_three_channels_keeps_one_hidden_unit():
 
 
 def test_residual_channel_attention_starts_as_the_identity_and_gates_in_0_2():
+    torch.manual_seed(0)
     block = ChannelAttention(32, reduction=16, residual=True)
     x = torch.randn(2, 32, 9, 7)
     assert torch.equal(block(x), x)
@@ -269,3 +270,20 @@ def test_weights_rewritten_in_float16_keep_their_record_and_code_like_the_origin
     image = smooth_image(64, 64)
     assert np.abs(np.asarray(decode(encode(image, half), half), dtype=int) - np.asarray(
         decode(encode(image, original), original), dtype=int)).mean() < 1.0
+
+
+@pytest.mark.parametrize("weights", ["tiny", "tiny_vbr", "spatial-ae"])
+def test_the_rate_estimate_needs_no_synthesis_and_equals_the_forward_pass(tiny_weights, weights):
+    from pathlib import Path
+
+    if weights == "spatial-ae":
+        model = load("spatial-ae", 3)
+    elif weights == "tiny_vbr":
+        model = load_weights(Path(__file__).parent / "data" / "tiny_vbr.pt").at(3.5)
+    else:
+        model = load_weights(tiny_weights)
+    x = torch.rand(1, model.image_channels, 64, 64)
+    with torch.no_grad():
+        estimate, likelihoods = model.estimate(x)["likelihoods"], model.likelihoods(x)
+    assert likelihoods.keys() == estimate.keys()
+    assert all(torch.equal(likelihoods[k], estimate[k]) for k in estimate)

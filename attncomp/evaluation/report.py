@@ -113,7 +113,7 @@ def attention_gates(model: CodingModel, image) -> dict:
 def bit_allocation(model: CodingModel, image) -> np.ndarray:
     """Bits spent at each latent position (−log2 p summed over channels) of the main latent."""
     x = imageio.pad_to_multiple(imageio.to_tensor(image, model.image_channels), model.downsampling_factor)
-    likelihoods = model.estimate(x.to(model.device))["likelihoods"]
+    likelihoods = model.likelihoods(x.to(model.device))
     main = likelihoods.get("y", next(iter(likelihoods.values())))
     return (-torch.log2(main)).sum(dim=1)[0].cpu().numpy()
 

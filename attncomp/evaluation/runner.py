@@ -77,7 +77,7 @@ def model_setting(model: CodingModel) -> str:
 @torch.inference_mode()
 def estimated_bpp(model: CodingModel, image, tile_size: int = DEFAULT_TILE) -> float:
     """−Σ log2 p over the latents of an ``L``/``RGB`` image, tile by tile as the codec codes them."""
-    total = sum(rd.bits(model.estimate(tile)["likelihoods"]).item() for _, tile in coded_tiles(image, model, tile_size))
+    total = sum(rd.bits(model.likelihoods(tile)).item() for _, tile in coded_tiles(image, model, tile_size))
     return total / (image.width * image.height)
 
 

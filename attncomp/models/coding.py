@@ -148,6 +148,10 @@ class CodingModel:
         """The network's forward pass at this quality: reconstruction and likelihoods (the estimated rate)."""
         return self.network(x, **self._rate(), **self._exact())
 
+    def likelihoods(self, x: torch.Tensor) -> dict:
+        """The likelihoods of ``x``'s latents at this quality (the estimated rate), without synthesising it."""
+        return self.network.quantized_latents(x, **self._rate(), **self._exact())[1]
+
     def analysis(self, x: torch.Tensor):
         return self.network.analysis(x)
 

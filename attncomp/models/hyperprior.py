@@ -181,6 +181,14 @@ class AttentionHyperprior(ScaleHyperprior):
     ):
         """Reconstruction and likelihoods; a variable-rate model takes per-image ``levels`` (training) or a
         ``quality``. Outside training the prior comes from the exact h_s: ``exact``, or built now."""
+        y_hat, likelihoods = self.quantized_latents(x, levels, quality, exact)
+        return {"x_hat": self.synthesis(y_hat), "likelihoods": likelihoods}
+
+    def quantized_latents(
+        self, x: torch.Tensor, levels: Optional[torch.Tensor] = None, quality: Optional[float] = None,
+        exact: Optional[FixedPointTransform] = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """The forward pass up to g_s: (ŷ as g_s takes it, likelihoods) — all a rate estimate needs."""
         y = self.g_a(x)
         z = self.h_a(self.hyper_input(y))
         z_hat, z_likelihoods = in_float32(self.entropy_bottleneck)(z)
@@ -191,7 +199,7 @@ class AttentionHyperprior(ScaleHyperprior):
         y_hat, y_likelihoods = in_float32(self.gaussian_conditional)(y, scales, *([] if means is None else [means]))
         if inverse is not None:
             y_hat = y_hat * inverse.to(y_hat.dtype)
-        return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return y_hat, {"y": y_likelihoods, "z": z_likelihoods}
 
     def _gains(self, levels, quality):
         if not self.lambdas:

@@ -63,8 +63,13 @@ class SpatialAttentionAE(CompressionModel):
         return code * (1 - self.attention(code))
 
     def forward(self, x: torch.Tensor) -> dict:
+        code_hat, likelihoods = self.quantized_latents(x)
+        return {"x_hat": self.decoder(code_hat), "likelihoods": likelihoods}
+
+    def quantized_latents(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The forward pass up to the decoder: (quantised code, likelihoods) — all a rate estimate needs."""
         code_hat, likelihoods = in_float32(self.entropy_bottleneck)(self.encode(x))
-        return {"x_hat": self.decoder(code_hat), "likelihoods": {"code": likelihoods}}
+        return code_hat, {"code": likelihoods}
 
     def compress(self, x: torch.Tensor) -> dict:
         code = self.encode(x).float()
