@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import lzma
 import signal
 import subprocess
 import sys
@@ -125,6 +126,14 @@ def parse(argv):
         args.variant = best_variant(args.ablation_runs)
     args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if args.plan == "ablation" else "gpu.yaml"))
     return args, extra
+
+
+def unpack_init(folder: Path) -> None:
+    """The initial weights prepare_gpu_trip.py compressed (``NAME.pt.xz``), as ``NAME.pt`` beside them."""
+    for packed in sorted(folder.glob("*.pt.xz")):
+        unpacked = packed.with_suffix("")
+        if not unpacked.is_file():
+            unpacked.write_bytes(lzma.decompress(packed.read_bytes()))
 
 
 def plan(args) -> list[Run]:
@@ -259,6 +268,8 @@ def pack_in_tars(out: Path, members: list[tuple[str, Path]]) -> None:
 def main(argv=None) -> int:
     args, extra = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.init.is_dir():
+        unpack_init(args.init)
     runs = plan(args)
     began = time.monotonic()
     processes = {run.name: start(args, extra, run) for run in runs}

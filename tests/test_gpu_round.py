@@ -99,13 +99,17 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     assert (plain["attention"], plain["prior"]) == ("none", "scale")
     assert (meanscale["attention"], meanscale["prior"]) == ("residual", "mean-scale")
 
-    # on a fresh machine (no checkpoints), the next round continues each variant from its returned weights
+    # on a fresh machine (no checkpoints), the next round continues each variant from its returned weights,
+    # carried compressed in the trip
+    init = tmp_path / "trip" / "init"
+    assert load_script("prepare_gpu_trip").pack_init(out, init) > 0
+    assert sorted(p.name for p in init.iterdir()) == ["plain.pt.xz", "residual-meanscale.pt.xz"]
     again = [*command[:2], str(tmp_path / "out2"), *command[3:]]
     again[again.index("--runs") + 1] = str(tmp_path / "runs2")
-    done = subprocess.run([*again, "--init", str(tmp_path / "weights")], capture_output=True, text=True,
+    done = subprocess.run([*again, "--init", str(init)], capture_output=True, text=True,
                           env=dict(os.environ, PYTHON=sys.executable))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"plain: starting from {tmp_path / 'weights' / 'plain.pt'}" in done.stdout
+    assert f"plain: starting from {init / 'plain.pt'}" in done.stdout
     summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert {name: run["steps_this_round"] for name, run in summary.items()} == {"plain": 2, "residual-meanscale": 2}
     with tarfile.open(tmp_path / "out2" / "weights-1.tar") as tar:
