@@ -17,8 +17,10 @@ steps (``configs/ablation.yaml``); ``--minutes`` caps each run's training time, 
 a cheaper variant may get further: ``benchmarks/ablation.py`` compares them all
 at the last validation step every one reached, and draws the learning curves.
 
-Each run validates on the held-out split at the end. ``--deadline`` minutes after
-the start, runs still going are stopped (their last export comes back), so the
+Each run validates on the held-out split at the end. Each ends its training
+:data:`WIND_DOWN` seconds before ``--deadline`` (``attncomp-train --stop_at``) even if
+its ``--minutes`` are not spent, so that it exports and validates its last step; at
+the deadline, runs still going are stopped (their last export comes back), so the
 files return within the device's per-command limit. A run folder that already
 holds a checkpoint resumes it with this round's minutes added to what it has
 trained: only on the same machine, since checkpoints do not come back.
@@ -67,6 +69,9 @@ ABLATION = {
 
 
 BEST = "best"
+# seconds a run needs after its last step: its export and final validation, then this script's packing
+# (the first ablation round, 7 runs, lost 700 steps each to a deadline that left 90 s for start-up and this)
+WIND_DOWN = 75
 RETURNED_FILE_LIMIT = 15 * 2**20  # a file that comes back from the GPU machine holds at most 16 MiB
 
 
@@ -167,7 +172,7 @@ def budget(run: Path, minutes: float, resuming: bool) -> int:
     return int(trained + minutes * 60)
 
 
-def start(args, extra, run_spec: Run) -> subprocess.Popen:
+def start(args, extra, run_spec: Run, stop_at: float) -> subprocess.Popen:
     run = args.runs / run_spec.name
     run.mkdir(parents=True, exist_ok=True)
     resuming = (run / "checkpoints" / "last.ckpt").is_file()
@@ -176,6 +181,7 @@ def start(args, extra, run_spec: Run) -> subprocess.Popen:
         sys.executable, "-m", "attncomp.cli.train", "--config", args.config, *run_spec.options,
         "--data", args.data, "--data.val_split", args.val_split, "--out", str(run),
         "--trainer.max_time", f"00:{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",
+        "--stop_at", f"{stop_at:.0f}",
     ]
     # the initial weights also give a resumed run its architecture; the checkpoint then replaces them
     if run_spec.init is not None:
@@ -272,7 +278,8 @@ def main(argv=None) -> int:
         unpack_init(args.init)
     runs = plan(args)
     began = time.monotonic()
-    processes = {run.name: start(args, extra, run) for run in runs}
+    stop_at = time.time() + args.deadline * 60 - WIND_DOWN
+    processes = {run.name: start(args, extra, run, stop_at) for run in runs}
     stopped = wait_until(processes, began + args.deadline * 60)
     failed = [name for name, process in processes.items() if name not in stopped and process.returncode != 0]
     wall = time.monotonic() - began

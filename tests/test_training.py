@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import pytorch_lightning as pl
@@ -147,6 +148,14 @@ def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_fol
     decoded = decode(encode(image, load_weights(out / "weights.pt")), load_weights(out / "weights.pt"))
     assert decoded.size == (70, 50)
     assert len(list((out / "csv").glob("version_*/metrics.csv"))) == 2  # one log per run, none overwritten
+
+
+def test_a_run_past_its_stop_at_time_ends_after_one_step_exported_and_validated(tmp_path, image_folder):
+    out = tmp_path / "run"
+    done = cli(out, image_folder, "--max-steps", "50", "--stop_at", str(time.time() - 1))
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert load_weights(out / "weights.pt").training["steps"] == 1
+    assert json.loads((out / "validation.json").read_text())["step"] == 1
 
 
 def test_a_resumed_fine_tune_keeps_the_record_of_the_weights_it_started_from(tmp_path, image_folder):

@@ -11,6 +11,7 @@ aliases of LightningCLI's dotted ones:
     --accelerator A  --trainer.accelerator A   (likewise --devices, --strategy, --precision)
     --out DIR        checkpoints, logs and the exported weights.pt
     --resume CKPT    continue a run (a .ckpt file, or "last" for the newest in --out)
+    --stop_at T      end training at wall-clock time T (seconds since the epoch), then export and validate
 
 A run ends by validating its final weights (estimated rate, on the validation
 split) and writing that point to ``--out``/validation.json.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -36,6 +38,7 @@ from ..training import (
     ExportWeights,
     ImageFolderData,
     PeriodicCheckpoint,
+    StopAt,
 )
 from ..training.checkpoints import check_resumable
 
@@ -65,6 +68,8 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--out", default="runs/attncomp", help="run folder: checkpoints, logs, weights.pt")
         parser.add_argument("--resume", default=None, help='checkpoint to resume, or "last"')
         parser.add_argument("--checkpoint_every", type=int, default=500, help="steps between checkpoints")
+        parser.add_argument("--stop_at", type=Optional[float], default=None,
+                            help="end training at this wall-clock time (seconds since the epoch), then export and validate")
         parser.set_defaults({"trainer.max_steps": 100_000, "trainer.max_epochs": -1})
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
@@ -74,6 +79,8 @@ class TrainCLI(LightningCLI):
             PeriodicCheckpoint(out / "checkpoints", every_n_train_steps=every),
             ExportWeights(out / "weights.pt", every_n_steps=every),
         ]
+        if self.config["stop_at"] is not None:
+            callbacks.append(StopAt(self.config["stop_at"]))
         # each run (and each resume) logs to its own csv/version_N/metrics.csv; TensorBoard appends
         loggers = [CSVLogger(out, name="csv"), TensorBoardLogger(out, name="tensorboard", version="")]
         return super().instantiate_trainer(

@@ -2,7 +2,8 @@
 
 from .checkpoints import PeriodicCheckpoint
 from .data import ImageFolderData
+from .deadline import StopAt
 from .export import ExportWeights
 from .module import CompressionModule
 
-__all__ = ["CompressionModule", "ExportWeights", "ImageFolderData", "PeriodicCheckpoint"]
+__all__ = ["CompressionModule", "ExportWeights", "ImageFolderData", "PeriodicCheckpoint", "StopAt"]
