@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -47,14 +48,21 @@ BASELINE = "plain"
 
 
 def validations(folder: Path) -> dict[int, dict]:
-    """Every validation of a run, across its resumed parts: step -> {metric: value} (``val/`` dropped)."""
+    """Every validation of a run, across its resumed parts: step -> {metric: value} (``val/`` dropped).
+
+    ``version_*.metrics.csv`` count steps from the run's start; ``from-S.*.metrics.csv`` (gpu_round's name for
+    the logs of a run continued from weights trained S steps) from S.
+    """
     points = {}
-    for path in sorted(folder.glob("version_*.metrics.csv")):
+    for path in sorted(folder.glob("*.metrics.csv")):
+        offset = re.match(r"from-(\d+)\.", path.name)
+        if not (offset or path.name.startswith("version_")):
+            continue
         with open(path) as f:
             for row in csv.DictReader(f):
                 if row.get("val/loss"):
                     values = {k.removeprefix("val/"): float(v) for k, v in row.items() if k.startswith("val/") and v}
-                    points[int(row["step"])] = values
+                    points[int(row["step"]) + (int(offset.group(1)) if offset else 0)] = values
     return points
 
 
@@ -63,18 +71,13 @@ def validation_curve(point: dict) -> tuple[list, list]:
     return [point[f"bpp_q{q}"] for q in LEVELS], [point[f"psnr_q{q}"] for q in LEVELS]
 
 
-def trained_steps(training: dict) -> int:
-    """Steps behind exported weights: this run's, plus those of the weights it continued (``init_weights``)."""
-    parent = training.get("initialised_from") or {}
-    return training["steps"] + (0 if "warm_start" in parent else parent.get("steps", 0))
-
-
 def validate_exports(folder: Path, logs: Path, data: str, split: str) -> None:
     """Validate every ``VARIANT.pt`` in ``folder`` on the CPU; append the point to ``logs/VARIANT``."""
     import pytorch_lightning as pl
 
     from attncomp.models import zoo
     from attncomp.training import CompressionModule, ImageFolderData
+    from attncomp.training.export import trained_steps
 
     for weights in sorted(folder.glob("*.pt")):
         payload = zoo.read_weights(weights)

@@ -31,7 +31,8 @@ What comes back, at most 8 files in OUT:
     weights-N.tar          ablation: the exported weights of every variant, float16 transforms,
                            in as many tars as keep each under 16 MiB
     summary.json           steps, seconds, Mpix/s and the validation point of each run
-    logs.tar.gz            each run's train.log, metrics.csv and validation.json
+    logs.tar.gz            each run's train.log, metrics.csv and validation.json (named from-S.… for a run
+                           continued from weights trained S steps, whose step counter starts at 0)
     streams.tar            validation images encoded and decoded with a model on
                            this device (check_streams.py decodes them on another)
 """
@@ -51,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attncomp.models import zoo
+from attncomp.training.export import trained_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = zoo.DEFAULT_MODEL
@@ -105,7 +107,7 @@ def parse(argv):
     parser.add_argument("--variants", nargs="+", default=list(ABLATION), choices=list(ABLATION),
                         help="ablation: the variants to train")
     parser.add_argument("--steps", type=int, default=20_000,
-                        help="ablation: steps of every variant (benchmarks/ablation.py compares at the last step all reached)")
+                        help="ablation: steps of every variant in all, a continued one training what is left (benchmarks/ablation.py compares at the last step all reached)")
     parser.add_argument("--variant", default="paper", choices=[BEST, *ABLATION],
                         help="variable-rate: the architecture, warm-started from the bundled q5 (or --init) weights; "
                         f"{BEST!r}: the ablation run (--ablation-runs) with the lowest validation loss")
@@ -152,13 +154,20 @@ def plan(args) -> list[Run]:
         options = ("--model.model", VARIABLE_RATE, "--model.model_config", config,
                    "--model.warm_start", str(args.init / f"{MODEL}-q5.pt"))
         return [Run("vbr", options, None, f"{VARIABLE_RATE}.pt")]
-    # a variant continues from the weights an earlier round returned for it (--init NAME.pt), if any
-    return [
-        Run(name, ("--model.model", VARIABLE_RATE, "--model.model_config", json.dumps({**args.model_config, **ABLATION[name]}),
-                   "--trainer.max_steps", str(args.steps)),
-            args.init / f"{name}.pt" if (args.init / f"{name}.pt").is_file() else None)
-        for name in args.variants
-    ]
+    # a variant continues from the weights an earlier round returned for it (--init NAME.pt), if any,
+    # for what is left of its --steps
+    runs = []
+    for name in args.variants:
+        init = args.init / f"{name}.pt" if (args.init / f"{name}.pt").is_file() else None
+        config = json.dumps({**args.model_config, **ABLATION[name]})
+        steps = str(args.steps - steps_behind(init))
+        runs.append(Run(name, ("--model.model", VARIABLE_RATE, "--model.model_config", config, "--trainer.max_steps", steps), init))
+    return runs
+
+
+def steps_behind(init: Path | None) -> int:
+    """Training steps behind a run's initial weights (0 from scratch): a continued run's step counter starts at 0."""
+    return trained_steps(zoo.read_weights(init).get("training") or {"steps": 0}) if init else 0
 
 
 def budget(run: Path, minutes: float, resuming: bool) -> int:
@@ -287,11 +296,14 @@ def main(argv=None) -> int:
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as logs:
         for run in runs:
             folder = args.runs / run.name
+            # a run continued from returned weights counts its steps from 0: its names say from where
+            offset = steps_behind(run.init)
+            prefix = f"{run.name}/from-{offset}." if offset else f"{run.name}/"
             for name in ("train.log", "validation.json"):
                 if (folder / name).is_file():
-                    logs.add(folder / name, f"{run.name}/{name}")
+                    logs.add(folder / name, prefix + name)
             for csv in sorted((folder / "csv").glob("version_*/metrics.csv")):
-                logs.add(csv, f"{run.name}/{csv.parent.name}.metrics.csv")
+                logs.add(csv, f"{prefix}{csv.parent.name}.metrics.csv")
             if (folder / "weights.pt").is_file():
                 summary[run.name] = summarise(folder, wall)
                 returned.append((run, folder / "weights.pt"))

@@ -67,6 +67,7 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     command = [
         "bash", str(ROOT / "scripts" / "gpu_round.sh"), str(out), "--plan", "ablation", "--variants", "plain",
         "residual-meanscale", "--steps", "2", "--minutes", "5", "--data", str(data), "--runs", str(tmp_path / "runs"),
+        "--init", str(tmp_path / "no-init"),
         "--check-images", "1", "--val-split", str(split), "--accelerator", "cpu", "--precision", "32",
         "--model.compile", "false", "--model.model_config", json.dumps(TINY), "--data.crop_size", "64",
         "--data.batch_size", "2",
@@ -106,10 +107,14 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     assert sorted(p.name for p in init.iterdir()) == ["plain.pt.xz", "residual-meanscale.pt.xz"]
     again = [*command[:2], str(tmp_path / "out2"), *command[3:]]
     again[again.index("--runs") + 1] = str(tmp_path / "runs2")
-    done = subprocess.run([*again, "--init", str(init)], capture_output=True, text=True,
+    again[again.index("--init") + 1] = str(init)
+    again[again.index("--steps") + 1] = "4"  # in all: 2 more
+    done = subprocess.run(again, capture_output=True, text=True,
                           env=dict(os.environ, PYTHON=sys.executable))
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"plain: starting from {init / 'plain.pt'}" in done.stdout
+    with tarfile.open(tmp_path / "out2" / "logs.tar.gz") as tar:  # unpacked beside the first round's logs
+        assert "plain/from-2.version_0.metrics.csv" in tar.getnames() and "plain/from-2.train.log" in tar.getnames()
     summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert {name: run["steps_this_round"] for name, run in summary.items()} == {"plain": 2, "residual-meanscale": 2}
     with tarfile.open(tmp_path / "out2" / "weights-1.tar") as tar:
