@@ -77,11 +77,10 @@ def validate_exports(folder: Path, logs: Path, data: str, split: str) -> None:
 
     from attncomp.models import zoo
     from attncomp.training import CompressionModule, ImageFolderData
-    from attncomp.training.export import trained_steps
 
     for weights in sorted(folder.glob("*.pt")):
         payload = zoo.read_weights(weights)
-        step = trained_steps(payload["training"])
+        step = zoo.trained_steps(payload.get("training"))
         module = CompressionModule(model=payload["model"], init_weights=str(weights), channels_last=False)
         trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
         (point,) = trainer.validate(module, ImageFolderData(data, val_split=split), verbose=False)
@@ -106,7 +105,7 @@ def fmt(value: float, unit: str = "%") -> str:
     return "n/a" if not math.isfinite(value) else f"{value:+.1f}{unit}"
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="?", default="results/ablation", type=Path)
     parser.add_argument("--weights", type=Path, help="folder of VARIANT.pt (the round's weights-N.tar unpacked)")
@@ -116,7 +115,7 @@ def main():
                         help="folders of VARIANT.pt a round returned unvalidated: validate them here first")
     parser.add_argument("--data", default=".trip/data", help="--validate: the training images (the round's pack)")
     parser.add_argument("--split", default=str(ROOT / "configs" / "validation_split.txt"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logs = args.results / "logs"
     for folder in args.validate:
         validate_exports(folder, logs, args.data, args.split)

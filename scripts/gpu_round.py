@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attncomp.models import zoo
-from attncomp.training.export import trained_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = zoo.DEFAULT_MODEL
@@ -167,7 +166,7 @@ def plan(args) -> list[Run]:
 
 def steps_behind(init: Path | None) -> int:
     """Training steps behind a run's initial weights (0 from scratch): a continued run's step counter starts at 0."""
-    return trained_steps(zoo.read_weights(init).get("training") or {"steps": 0}) if init else 0
+    return zoo.trained_steps(zoo.read_weights(init).get("training")) if init else 0
 
 
 def budget(run: Path, minutes: float, resuming: bool) -> int:

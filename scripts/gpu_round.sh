@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 # the GPU machine lacks these; a development environment has them already
-if ! "$PYTHON" -c "import compressai, jsonargparse, pytorch_msssim" 2>/dev/null; then
+if ! "$PYTHON" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ['compressai', 'jsonargparse', 'pytorch_msssim'])))"; then
     SITE=$(mktemp -d)
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .trip/wheels/*.whl
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"

@@ -158,6 +158,15 @@ def safe_load(path, what: str = "weights file"):
         raise WeightsError(f"cannot read {what} {path} ({type(exc).__name__}); it may be truncated or corrupt") from None
 
 
+def trained_steps(training: Optional[dict]) -> int:
+    """Steps behind weights, from their ``training`` record (0 without one): the run's own, plus those of the
+    weights it continued (``--model.init_weights``); a warm start's source, another model, does not count."""
+    if not training:
+        return 0
+    parent = training.get("initialised_from") or {}
+    return training["steps"] + (0 if "warm_start" in parent else parent.get("steps", 0))
+
+
 def read_weights(path) -> dict:
     """The validated payload of a weights file (no code is executed), in the current format's terms."""
     payload = safe_load(path)

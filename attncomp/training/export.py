@@ -27,13 +27,6 @@ def hardware() -> str:
     return f"CPU {cpu}, {torch.get_num_threads()} threads"
 
 
-def trained_steps(training: dict) -> int:
-    """Steps behind exported weights (their ``training`` record): the run's own, plus those of the weights it
-    continued (``--model.init_weights``); a warm start's source, another model, does not count."""
-    parent = training.get("initialised_from") or {}
-    return training["steps"] + (0 if "warm_start" in parent else parent.get("steps", 0))
-
-
 class ExportWeights(pl.Callback):
     """Writes ``path`` (see :mod:`attncomp.models.zoo`) every ``every_n_steps`` and at the end.
 
