@@ -70,8 +70,9 @@ ABLATION = {
 
 
 BEST = "best"
-# seconds a run needs after its last step: its export and final validation, then this script's packing
-# (the first ablation round, 7 runs, lost 700 steps each to a deadline that left 90 s for start-up and this)
+# seconds a run needs after a --stop_at stop: Lightning's validation at the stop, the export, the final
+# validation (all eager, 40 images at 8 λs) with 7 runs sharing the card; the packing comes after the deadline
+# (the first ablation round, 7 runs, lost ~700 steps each to a deadline that left 90 s for start-up and the end)
 WIND_DOWN = 75
 RETURNED_FILE_LIMIT = 15 * 2**20  # a file that comes back from the GPU machine holds at most 16 MiB
 
@@ -138,8 +139,10 @@ def unpack_init(folder: Path) -> None:
     """The initial weights prepare_gpu_trip.py compressed (``NAME.pt.xz``), as ``NAME.pt`` beside them."""
     for packed in sorted(folder.glob("*.pt.xz")):
         unpacked = packed.with_suffix("")
-        if not unpacked.is_file():
-            unpacked.write_bytes(lzma.decompress(packed.read_bytes()))
+        if not unpacked.is_file():  # whole or absent: an interrupted unpack leaves no truncated file
+            partial = unpacked.with_suffix(".part")
+            partial.write_bytes(lzma.decompress(packed.read_bytes()))
+            partial.replace(unpacked)
 
 
 def plan(args) -> list[Run]:
@@ -159,8 +162,10 @@ def plan(args) -> list[Run]:
     for name in args.variants:
         init = args.init / f"{name}.pt" if (args.init / f"{name}.pt").is_file() else None
         config = json.dumps({**args.model_config, **ABLATION[name]})
-        steps = str(args.steps - steps_behind(init))
-        runs.append(Run(name, ("--model.model", VARIABLE_RATE, "--model.model_config", config, "--trainer.max_steps", steps), init))
+        left = args.steps - steps_behind(init)
+        if left <= 0:
+            raise SystemExit(f"gpu_round: {init} has trained {steps_behind(init)} steps, --steps {args.steps}: none left")
+        runs.append(Run(name, ("--model.model", VARIABLE_RATE, "--model.model_config", config, "--trainer.max_steps", str(left)), init))
     return runs
 
 
@@ -296,7 +301,7 @@ def main(argv=None) -> int:
         for run in runs:
             folder = args.runs / run.name
             # a run continued from returned weights counts its steps from 0: its names say from where
-            offset = steps_behind(run.init)
+            offset = steps_behind(run.init) if args.plan == "ablation" else 0
             prefix = f"{run.name}/from-{offset}." if offset else f"{run.name}/"
             for name in ("train.log", "validation.json"):
                 if (folder / name).is_file():

@@ -9,15 +9,6 @@ read from what attncomp-train recorded in the weights file.
 from attncomp.models import ZOO, available_qualities, zoo
 
 
-def chain(training: dict) -> list[dict]:
-    """The runs behind a model, newest first."""
-    runs = []
-    while training:
-        runs.append(training)
-        training = training.get("initialised_from")
-    return runs
-
-
 def on_gpu(run: dict) -> bool:
     return not str(run.get("hardware", "CPU")).startswith("CPU")
 
@@ -28,7 +19,7 @@ def main():
     for name in ZOO:
         for quality in available_qualities(name):
             payload = zoo.read_weights(zoo.bundled_weights(name, quality))
-            runs = chain(payload["training"])
+            runs = zoo.training_chain(payload["training"])
             steps = sum(r.get("steps", 0) for r in runs)
             gpu = sum(r.get("hours", 0.0) for r in runs if on_gpu(r))
             cpu = sum(r.get("hours", 0.0) for r in runs if not on_gpu(r))

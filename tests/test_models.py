@@ -287,3 +287,13 @@ def test_the_rate_estimate_needs_no_synthesis_and_equals_the_forward_pass(tiny_w
         estimate, likelihoods = model.estimate(x)["likelihoods"], model.likelihoods(x)
     assert likelihoods.keys() == estimate.keys()
     assert all(torch.equal(likelihoods[k], estimate[k]) for k in estimate)
+
+
+def test_trained_steps_count_every_continued_run_and_stop_at_a_warm_start():
+    from attncomp.models import zoo
+
+    warm = {"warm_start": "attn-hyperprior-q5.pt", "steps": 9}
+    record = {"steps": 4000, "initialised_from": {"steps": 1000, "initialised_from": {"steps": 2000, "initialised_from": warm}}}
+    assert zoo.trained_steps(record) == 7000
+    assert [run["steps"] for run in zoo.training_chain(record)] == [4000, 1000, 2000, 9]
+    assert zoo.trained_steps(None) == 0

@@ -158,13 +158,23 @@ def safe_load(path, what: str = "weights file"):
         raise WeightsError(f"cannot read {what} {path} ({type(exc).__name__}); it may be truncated or corrupt") from None
 
 
+def training_chain(training: Optional[dict], through_warm_starts: bool = True) -> list[dict]:
+    """The training records behind weights, newest first: their run's, then those of the weights each run
+    started from (``initialised_from``, nested). A warm start (another model's tensors) ends the chain
+    unless ``through_warm_starts``."""
+    runs = []
+    while training:
+        runs.append(training)
+        training = training.get("initialised_from")
+        if training and "warm_start" in training and not through_warm_starts:
+            break
+    return runs
+
+
 def trained_steps(training: Optional[dict]) -> int:
-    """Steps behind weights, from their ``training`` record (0 without one): the run's own, plus those of the
-    weights it continued (``--model.init_weights``); a warm start's source, another model, does not count."""
-    if not training:
-        return 0
-    parent = training.get("initialised_from") or {}
-    return training["steps"] + (0 if "warm_start" in parent else parent.get("steps", 0))
+    """Training steps behind weights of this architecture: their run's and every run it continued
+    (``--model.init_weights``), 0 without a record; a warm start's source, another model, does not count."""
+    return sum(run.get("steps", 0) for run in training_chain(training, through_warm_starts=False))
 
 
 def read_weights(path) -> dict:

@@ -19,8 +19,10 @@ class StopAt(pl.Callback):
         self.deadline = deadline
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # every rank decides alike (clocks differ): one stops, all stop
-        late = trainer.strategy.reduce_boolean_decision(time.time() >= self.deadline, all=False)
+        late = time.time() >= self.deadline
+        if trainer.world_size > 1:  # clocks differ: one rank late, all stop (Lightning syncs should_stop per epoch only)
+            late = trainer.strategy.reduce_boolean_decision(late, all=False)
         if late and not trainer.should_stop:
             trainer.should_stop = True
-            print(f"attncomp-train: stopping at step {trainer.global_step}: the --stop_at time has come", flush=True)
+            if trainer.is_global_zero:
+                print(f"attncomp-train: stopping at step {trainer.global_step}: the --stop_at time has come", flush=True)
