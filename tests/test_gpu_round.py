@@ -129,16 +129,13 @@ def ablation_report(*argv) -> None:
     """benchmarks/ablation.py, in this process (its import of benchmarks/common.py resolved)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks" / "ablation.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.main([str(arg) for arg in argv])
+        load_script("ablation", "benchmarks").main([str(arg) for arg in argv])
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+def load_script(name: str, folder: str = "scripts"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
