@@ -96,6 +96,8 @@ class Run:
     options: tuple
     init: Path | None = None
     returned_as: str = ""  # the file name its weights come back under (finetune), else inside weights-N.tar
+    # ablation: the steps behind ``init``; the run's own step counter starts at 0, its returned logs say from where
+    steps_before: int = 0
 
 
 def parse(argv):
@@ -161,17 +163,13 @@ def plan(args) -> list[Run]:
     runs = []
     for name in args.variants:
         init = args.init / f"{name}.pt" if (args.init / f"{name}.pt").is_file() else None
+        before = zoo.trained_steps(zoo.read_weights(init).get("training")) if init else 0
+        if before >= args.steps:
+            raise SystemExit(f"gpu_round: {init} has trained {before} steps, --steps {args.steps}: none left")
         config = json.dumps({**args.model_config, **ABLATION[name]})
-        left = args.steps - steps_behind(init)
-        if left <= 0:
-            raise SystemExit(f"gpu_round: {init} has trained {steps_behind(init)} steps, --steps {args.steps}: none left")
-        runs.append(Run(name, ("--model.model", VARIABLE_RATE, "--model.model_config", config, "--trainer.max_steps", str(left)), init))
+        options = ("--model.model", VARIABLE_RATE, "--model.model_config", config, "--trainer.max_steps", str(args.steps - before))
+        runs.append(Run(name, options, init, steps_before=before))
     return runs
-
-
-def steps_behind(init: Path | None) -> int:
-    """Training steps behind a run's initial weights (0 from scratch): a continued run's step counter starts at 0."""
-    return zoo.trained_steps(zoo.read_weights(init).get("training")) if init else 0
 
 
 def budget(run: Path, minutes: float, resuming: bool) -> int:
@@ -300,9 +298,7 @@ def main(argv=None) -> int:
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as logs:
         for run in runs:
             folder = args.runs / run.name
-            # a run continued from returned weights counts its steps from 0: its names say from where
-            offset = steps_behind(run.init) if args.plan == "ablation" else 0
-            prefix = f"{run.name}/from-{offset}." if offset else f"{run.name}/"
+            prefix = f"{run.name}/from-{run.steps_before}." if run.steps_before else f"{run.name}/"
             for name in ("train.log", "validation.json"):
                 if (folder / name).is_file():
                     logs.add(folder / name, prefix + name)

@@ -20,9 +20,9 @@ import io
 import json
 import lzma
 import shutil
-import tarfile
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
