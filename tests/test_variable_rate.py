@@ -60,6 +60,25 @@ def test_the_decoder_recovers_the_encoders_latents_exactly(variable_rate, qualit
 
 
 @torch.no_grad()
+def test_each_level_is_forward_at_that_level_with_the_rate_independent_part_run_once(variable_rate):
+    network = variable_rate.network.eval()
+    x = torch.cat([image_tensor(seed=0), image_tensor(seed=1)])
+    outputs = list(network.each_level(x))
+    assert len(outputs) == len(LAMBDAS)
+    for level, out in enumerate(outputs):
+        expected = network(x, levels=torch.full((2,), level))
+        assert torch.equal(out["x_hat"], expected["x_hat"])
+        assert all(torch.equal(out["likelihoods"][k], expected["likelihoods"][k]) for k in ("y", "z"))
+    calls = []
+    hook = network.g_a.register_forward_hook(lambda *args: calls.append("g_a"))
+    try:
+        list(network.each_level(x))
+    finally:
+        hook.remove()
+    assert calls == ["g_a"]
+
+
+@torch.no_grad()
 def test_strings_do_not_depend_on_threads_memory_format_or_batch(variable_rate):
     model = variable_rate.at(2.75)
     x, other = image_tensor(seed=0), image_tensor(seed=1)

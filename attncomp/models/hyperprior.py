@@ -189,12 +189,36 @@ class AttentionHyperprior(ScaleHyperprior):
         exact: Optional[FixedPointTransform] = None,
     ) -> tuple[torch.Tensor, dict]:
         """The forward pass up to g_s: (ŷ as g_s takes it, likelihoods) — all a rate estimate needs."""
+        return self._quantized_at(self._latents_and_prior(x, exact), *self._gains(levels, quality))
+
+    def each_level(self, x: torch.Tensor, exact: Optional[FixedPointTransform] = None):
+        """``forward`` at each level of a variable-rate model in turn, as ``forward(x, levels=…)`` gives it.
+
+        g_a, h_a and h_s do not depend on the rate, so they run once for all
+        levels (validation measures every level of every image).
+        """
+        if not self.lambdas:
+            raise ValueError("a fixed-rate model has no levels")
+        if not self.training and exact is None:
+            exact = self.exact_hyper_synthesis()
+        latents = self._latents_and_prior(x, exact)
+        for level in range(len(self.lambdas)):
+            levels = torch.full((x.shape[0],), level, device=x.device)
+            y_hat, likelihoods = self._quantized_at(latents, *self.level_gains(levels))
+            yield {"x_hat": self.synthesis(y_hat), "likelihoods": likelihoods}
+
+    def _latents_and_prior(self, x: torch.Tensor, exact: Optional[FixedPointTransform]) -> tuple:
+        """(y, means or None, scales, z's likelihoods): the part of the forward pass every rate shares."""
         y = self.g_a(x)
         z = self.h_a(self.hyper_input(y))
         z_hat, z_likelihoods = in_float32(self.entropy_bottleneck)(z)
         # float h_s while training (differentiable); exact otherwise, so evaluation sees the coder's numbers
         means, scales = self.split_prior(self.h_s(z_hat)) if self.training else self.prior_parameters(z_hat, exact)
-        gain, inverse = self._gains(levels, quality)
+        return y, means, scales, z_likelihoods
+
+    def _quantized_at(self, latents: tuple, gain, inverse) -> tuple[torch.Tensor, dict]:
+        """(ŷ as g_s takes it, likelihoods) of shared ``latents`` at one rate's gains (None: fixed rate)."""
+        y, means, scales, z_likelihoods = latents
         y, scales, means = _gained(gain, y, scales, means)
         y_hat, y_likelihoods = in_float32(self.gaussian_conditional)(y, scales, *([] if means is None else [means]))
         if inverse is not None:

@@ -196,14 +196,11 @@ class CompressionModule(pl.LightningModule):
         if self.lambdas:
             self.level_generator = torch.Generator(self.device).manual_seed(draw_seed(self.global_rank, self.global_step))
 
-    def _rate_inputs(self, x: torch.Tensor, level: Optional[int] = None):
-        """(forward's keyword arguments, λ): the run's λ, or one of the model's λs per image."""
+    def _rate_inputs(self, x: torch.Tensor):
+        """(forward's keyword arguments, λ): the run's λ, or one of the model's λs drawn per image."""
         if not self.lambdas:
             return {}, self.hparams.lmbda
-        if level is None:
-            levels = torch.randint(len(self.lambdas), (x.shape[0],), device=x.device, generator=self.level_generator)
-        else:
-            levels = torch.full((x.shape[0],), level, device=x.device)
+        levels = torch.randint(len(self.lambdas), (x.shape[0],), device=x.device, generator=self.level_generator)
         return {"levels": levels}, self.lambda_table[levels]
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -243,15 +240,15 @@ class CompressionModule(pl.LightningModule):
             self._validate(self._prepare(batch))
 
     def _validate(self, x: torch.Tensor) -> None:
-        levels = range(len(self.lambdas)) if self.lambdas else [None]
+        # a variable-rate model at each of its levels, sharing the rate-independent part of the forward pass
+        outputs = self.model.each_level(x) if self.lambdas else [self.model(x)]
         losses_per_level = []
-        for level in levels:
-            rate, lmbda = self._rate_inputs(x, level)
-            out = self.model(x, **rate)
+        for level, out in enumerate(outputs):
+            lmbda = self.lambda_table[level] if self.lambdas else self.hparams.lmbda
             losses = self.rd_loss(x, out, lmbda)
             if min(x.shape[-2:]) >= rd.MS_SSIM_MIN_SIDE:
                 losses["ms_ssim"] = ms_ssim_float32(out["x_hat"].clamp(0, 1), x)
-            suffix = "" if level is None else f"_q{level + 1}"
+            suffix = f"_q{level + 1}" if self.lambdas else ""
             self.log_dict({f"val/{k}{suffix}": v for k, v in losses.items()}, batch_size=x.shape[0], sync_dist=True)
             losses_per_level.append(losses["loss"])
         if self.lambdas:  # the mean over levels, what selection compares
