@@ -124,6 +124,9 @@ def parse(argv):
     parser.add_argument("--init", type=Path, help="finetune, ablation: weights to start from (default: .trip/init, else bundled)")
     parser.add_argument("--config", help="attncomp-train config (default configs/gpu.yaml or configs/ablation.yaml)")
     parser.add_argument("--check-images", type=int, default=3, help="validation images coded for the stream check")
+    parser.add_argument("--one-at-a-time", action="store_true",
+                        help="train the runs one after another, not all at once (a CPU: each then has every core); "
+                        "a run not begun before its stop time (--deadline less the wind-down) is left for the next round")
     parser.add_argument("--model.model_config", dest="model_config", type=json.loads, default={},
                         help="ablation: JSON settings every variant shares (its own switches win)")
     args, extra = parser.parse_known_args(argv)  # the rest goes to attncomp-train (e.g. --accelerator cpu)
@@ -290,8 +293,19 @@ def main(argv=None) -> int:
     runs = plan(args)
     began = time.monotonic()
     stop_at = time.time() + args.deadline * 60 - WIND_DOWN
-    processes = {run.name: start(args, extra, run, stop_at) for run in runs}
-    stopped = wait_until(processes, began + args.deadline * 60)
+    if args.one_at_a_time:
+        processes, stopped = {}, []
+        for run in runs:
+            if time.time() >= stop_at:
+                print(f"gpu_round: {run.name} not begun: the round's stop time has passed", file=sys.stderr)
+                continue
+            processes[run.name] = start(args, extra, run, stop_at)
+            stopped += wait_until({run.name: processes[run.name]}, began + args.deadline * 60)
+            print(f"{run.name}: ended after {time.monotonic() - began:.0f} s of the round", flush=True)
+        runs = [run for run in runs if run.name in processes]
+    else:
+        processes = {run.name: start(args, extra, run, stop_at) for run in runs}
+        stopped = wait_until(processes, began + args.deadline * 60)
     failed = [name for name, process in processes.items() if name not in stopped and process.returncode != 0]
     wall = time.monotonic() - began
     summary, returned = {}, []

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -70,10 +71,13 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
         "--init", str(tmp_path / "no-init"),
         "--check-images", "1", "--val-split", str(split), "--accelerator", "cpu", "--precision", "32",
         "--model.compile", "false", "--model.model_config", json.dumps(TINY), "--data.crop_size", "64",
-        "--data.batch_size", "2",
+        "--data.batch_size", "2", "--one-at-a-time",  # as on a CPU; on a GPU all variants train at once
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable))
     assert done.returncode == 0, done.stderr[-3000:]
+    events = [line.split(" after ")[0] for line in done.stdout.splitlines() if re.match(r"[\w-]+: (starting|ended)", line)]
+    assert events == ["plain: starting from scratch, budget 300 s", "plain: ended",
+                      "residual-meanscale: starting from scratch, budget 300 s", "residual-meanscale: ended"]
     summary = json.loads((out / "summary.json").read_text())
     assert {name: run["steps"] for name, run in summary.items()} == {"plain": 2, "residual-meanscale": 2}
     assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "streams.tar", "summary.json", "weights-1.tar"]
