@@ -95,10 +95,23 @@ def validate_exports(folder: Path, logs: Path, data: str, split: str) -> None:
 
 def kodak_points(weights: Path, images) -> dict:
     """Real-file (bpp, PSNR, decode s) at each quality of one variant."""
+    from attncomp.models import zoo
+
     model = load_weights(weights)
     evaluation = run(images, [model.at(q) for q in LEVELS], keep_images=0, progress=False)
     points = curves(evaluation.records)[model.name]
-    return {key: [p[key] for p in points] for key in ("bpp", "psnr", "decode_s")}
+    return dict({key: [p[key] for p in points] for key in ("bpp", "psnr", "decode_s")},
+                step=zoo.trained_steps(model.training))
+
+
+def kodak_steps(kodak: dict) -> str:
+    """Which weights the Kodak columns measured: ``kodak.json`` may be older than the logs."""
+    steps = {point.get("step") for point in kodak.values()}
+    if not kodak:
+        return "no Kodak measurement (--weights)."
+    if len(steps) == 1 and None not in steps:
+        return f"Kodak columns with each variant's weights at step {steps.pop()}."
+    return "Kodak columns with the weights of " + ", ".join(f"{v} at step {p.get('step', '?')}" for v, p in kodak.items()) + "."
 
 
 def fmt(value: float, unit: str = "%") -> str:
@@ -152,8 +165,7 @@ def main(argv=None):
         kodak = json.loads((args.results / "kodak.json").read_text())
 
     base = validation_curve(at[BASELINE])
-    rows = [f"Validation columns at step {common}, the last validation every variant reached; Kodak columns with "
-            "each variant's final weights.", "",
+    rows = [f"Validation columns at step {common}, the last validation every variant reached; {kodak_steps(kodak)}", "",
             "| variant | trained to step | validation J | J vs plain | validation BD-rate vs plain | Kodak BD-rate vs plain | "
             "Kodak decode time vs plain |", "|---|---|---|---|---|---|---|"]
     for v in variants:
