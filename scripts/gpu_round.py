@@ -16,6 +16,8 @@ from scratch with the same data, crops, seed, λ draws and schedule for ``--step
 steps (``configs/ablation.yaml``); ``--minutes`` caps each run's training time, so
 a cheaper variant may get further: ``benchmarks/ablation.py`` compares them all
 at the last validation step every one reached, and draws the learning curves.
+Between GPU loans the ablation goes on on the CPU: ``--one-at-a-time --accelerator cpu
+--precision 32`` trains the variants one after another, each with every core.
 
 Each run validates on the held-out split at the end. Each ends its training
 :data:`WIND_DOWN` seconds before ``--deadline`` (``attncomp-train --stop_at``) even if
