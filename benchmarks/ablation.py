@@ -40,7 +40,7 @@ from common import KODAK  # noqa: E402
 from attncomp.catalog import COMPRESSAI_LAMBDAS  # noqa: E402
 from attncomp.evaluation import bd_rate  # noqa: E402
 from attncomp.evaluation.runner import curves, load_images, run  # noqa: E402
-from attncomp.models import load_weights  # noqa: E402
+from attncomp.models import load_weights, zoo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = range(1, len(COMPRESSAI_LAMBDAS) + 1)  # the qualities of every variant (variable-rate, CompressAI's λs)
@@ -75,7 +75,6 @@ def validate_exports(folder: Path, logs: Path, data: str, split: str) -> None:
     """Validate every ``VARIANT.pt`` in ``folder`` on the CPU; append the point to ``logs/VARIANT``."""
     import pytorch_lightning as pl
 
-    from attncomp.models import zoo
     from attncomp.training import CompressionModule, ImageFolderData
 
     for weights in sorted(folder.glob("*.pt")):
@@ -95,8 +94,6 @@ def validate_exports(folder: Path, logs: Path, data: str, split: str) -> None:
 
 def kodak_points(weights: Path, images) -> dict:
     """Real-file (bpp, PSNR, decode s) at each quality of one variant."""
-    from attncomp.models import zoo
-
     model = load_weights(weights)
     evaluation = run(images, [model.at(q) for q in LEVELS], keep_images=0, progress=False)
     points = curves(evaluation.records)[model.name]

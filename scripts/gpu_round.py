@@ -76,6 +76,7 @@ BEST = "best"
 # validation (all eager, 40 images at 8 λs) with 7 runs sharing the card; the packing comes after the deadline
 # (the first ablation round, 7 runs, lost ~700 steps each to a deadline that left 90 s for start-up and the end)
 WIND_DOWN = 75
+MIN_TRAINING = 120  # --one-at-a-time: a run begun closer than this to its stop time would spend it starting up
 RETURNED_FILE_LIMIT = 15 * 2**20  # a file that comes back from the GPU machine holds at most 16 MiB
 
 
@@ -119,7 +120,8 @@ def parse(argv):
     parser.add_argument("--minutes", type=float, default=7.0, help="training time of this round, per run")
     parser.add_argument("--deadline", type=float,
                         help="minutes after which unfinished runs are stopped and what they exported is returned "
-                        "(default --minutes + 2: start-up, compilation and the final validation)")
+                        "(default --minutes + 2: start-up, compilation and the final validation; that for each run "
+                        "with --one-at-a-time)")
     parser.add_argument("--data", default=".trip/data", help="training images (the trip's pack)")
     parser.add_argument("--val-split", default="configs/validation_split.txt", help="held-out image stems")
     parser.add_argument("--runs", type=Path, help="run folders, kept between rounds (default runs/gpu-PLAN)")
@@ -128,14 +130,16 @@ def parse(argv):
     parser.add_argument("--check-images", type=int, default=3, help="validation images coded for the stream check")
     parser.add_argument("--one-at-a-time", action="store_true",
                         help="train the runs one after another, not all at once (a CPU: each then has every core); "
-                        "a run not begun before its stop time (--deadline less the wind-down) is left for the next round")
+                        "the least trained first; one that would begin too close to the round's stop time is left for the next round")
     parser.add_argument("--model.model_config", dest="model_config", type=json.loads, default={},
                         help="ablation: JSON settings every variant shares (its own switches win)")
     args, extra = parser.parse_known_args(argv)  # the rest goes to attncomp-train (e.g. --accelerator cpu)
     if args.init is None:
         args.init = Path(".trip/init") if Path(".trip/init").is_dir() else zoo.bundled_weights(MODEL, 1).parent
     args.runs = args.runs or Path(f"runs/gpu-{args.plan}")
-    args.deadline = args.minutes + 2 if args.deadline is None else args.deadline
+    if args.deadline is None:  # start-up, compilation and the final validation: 2 minutes a run
+        one_after_another = {"finetune": len(args.qualities), "ablation": len(args.variants)}.get(args.plan, 1)
+        args.deadline = (args.minutes + 2) * (one_after_another if args.one_at_a_time else 1)
     if args.plan == "variable-rate" and args.variant == BEST:
         args.variant = best_variant(args.ablation_runs)
     args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if args.plan == "ablation" else "gpu.yaml"))
@@ -287,29 +291,46 @@ def pack_in_tars(out: Path, members: list[tuple[str, Path]]) -> None:
                 tar.add(path, name)
 
 
+def steps_so_far(args, run: Run) -> int:
+    """The steps behind a run's next start: its initial weights', plus its checkpoint's if it resumes one."""
+    checkpoint = args.runs / run.name / "checkpoints" / "last.ckpt"
+    resumed = zoo.safe_load(checkpoint, "checkpoint").get("global_step", 0) if checkpoint.is_file() else 0
+    return run.steps_before + resumed
+
+
+def train(args, extra, runs: list[Run]) -> tuple[dict, list, dict]:
+    """Start the runs and wait for them until the deadline: all at once, or ``--one-at-a-time``, the least
+    trained first. Returns (the processes by name, the names stopped at the deadline, each run's wall seconds)."""
+    began = time.monotonic()
+    deadline = began + args.deadline * 60
+    stop_at = time.time() + args.deadline * 60 - WIND_DOWN
+    if not args.one_at_a_time:
+        processes = {run.name: start(args, extra, run, stop_at) for run in runs}
+        stopped = wait_until(processes, deadline)
+        return processes, stopped, dict.fromkeys(processes, time.monotonic() - began)
+    processes, stopped, walls = {}, [], {}
+    for run in sorted(runs, key=lambda run: steps_so_far(args, run)):
+        if time.time() > stop_at - MIN_TRAINING:
+            print(f"gpu_round: {run.name} not begun: less than {MIN_TRAINING} s to the round's stop time", file=sys.stderr)
+            continue
+        run_began = time.monotonic()
+        processes[run.name] = start(args, extra, run, stop_at)
+        stopped += wait_until({run.name: processes[run.name]}, deadline)
+        walls[run.name] = time.monotonic() - run_began
+        print(f"{run.name}: ended after {walls[run.name]:.0f} s", flush=True)
+    return processes, stopped, walls
+
+
 def main(argv=None) -> int:
     args, extra = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.init.is_dir():
         unpack_init(args.init)
     runs = plan(args)
-    began = time.monotonic()
-    stop_at = time.time() + args.deadline * 60 - WIND_DOWN
-    if args.one_at_a_time:
-        processes, stopped = {}, []
-        for run in runs:
-            if time.time() >= stop_at:
-                print(f"gpu_round: {run.name} not begun: the round's stop time has passed", file=sys.stderr)
-                continue
-            processes[run.name] = start(args, extra, run, stop_at)
-            stopped += wait_until({run.name: processes[run.name]}, began + args.deadline * 60)
-            print(f"{run.name}: ended after {time.monotonic() - began:.0f} s of the round", flush=True)
-        runs = [run for run in runs if run.name in processes]
-    else:
-        processes = {run.name: start(args, extra, run, stop_at) for run in runs}
-        stopped = wait_until(processes, began + args.deadline * 60)
+    processes, stopped, walls = train(args, extra, runs)
     failed = [name for name, process in processes.items() if name not in stopped and process.returncode != 0]
-    wall = time.monotonic() - began
+    not_begun = [run.name for run in runs if run.name not in processes]
+    runs = [run for run in runs if run.name in processes]
     summary, returned = {}, []
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as logs:
         for run in runs:
@@ -321,7 +342,7 @@ def main(argv=None) -> int:
             for csv in sorted((folder / "csv").glob("version_*/metrics.csv")):
                 logs.add(csv, f"{prefix}{csv.parent.name}.metrics.csv")
             if (folder / "weights.pt").is_file():
-                summary[run.name] = summarise(folder, wall)
+                summary[run.name] = summarise(folder, walls[run.name])
                 returned.append((run, folder / "weights.pt"))
     if args.plan != "ablation":
         for run, weights in returned:
@@ -332,6 +353,7 @@ def main(argv=None) -> int:
     for name in stopped:
         if name in summary:
             summary[name]["stopped_at_deadline"] = True
+    summary.update({name: {"not_begun": True} for name in not_begun})
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     if returned:

@@ -130,12 +130,25 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
 
 
 def ablation_report(*argv) -> None:
-    """benchmarks/ablation.py, in this process (its import of benchmarks/common.py resolved)."""
+    """benchmarks/ablation.py, in this process."""
+    ablation_script().main([str(arg) for arg in argv])
+
+
+def ablation_script():
+    """benchmarks/ablation.py as a module (its import of benchmarks/common.py resolved)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        load_script("ablation", "benchmarks").main([str(arg) for arg in argv])
+        return load_script("ablation", "benchmarks")
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_the_ablation_table_says_which_weights_its_kodak_columns_measured():
+    kodak_steps = ablation_script().kodak_steps
+    assert kodak_steps({}) == "no Kodak measurement (--weights)."
+    assert kodak_steps({"plain": {"step": 4000}, "residual": {"step": 4000}}).endswith("weights at step 4000.")
+    mixed = kodak_steps({"plain": {"step": 4000}, "residual": {"step": 3000}, "paper": {}})
+    assert mixed.endswith("plain at step 4000, residual at step 3000, paper at step ?.")
 
 
 def load_script(name: str, folder: str = "scripts"):

@@ -1,10 +1,13 @@
 """One model, every rate: gains per λ, fractional qualities, mean-scale prior — and still exact decoding."""
 
+from unittest.mock import patch
+
 import pytest
 import torch
 
 from attncomp.codec import decode, encode, unpack
 from attncomp.models import CodingModel, create, load_weights, save_weights
+from attncomp.models.fixed_point import FixedPointTransform
 from attncomp.models.rd import bits
 
 from .helpers import TINY, smooth_image, with_one_thread
@@ -72,10 +75,16 @@ def test_each_level_is_forward_at_that_level_with_the_rate_independent_part_run_
     calls = []
     hook = network.g_a.register_forward_hook(lambda *args: calls.append("g_a"))
     try:
-        list(network.each_level(x))
+        with patch.object(FixedPointTransform, "of", wraps=FixedPointTransform.of) as freeze_h_s:
+            list(network.each_level(x))
     finally:
         hook.remove()
-    assert calls == ["g_a"]
+    assert calls == ["g_a"] and freeze_h_s.call_count == 1
+    try:
+        with pytest.raises(ValueError, match="evaluation"):
+            network.train().each_level(x)
+    finally:
+        network.eval()
 
 
 @torch.no_grad()

@@ -192,20 +192,25 @@ class AttentionHyperprior(ScaleHyperprior):
         return self._quantized_at(self._latents_and_prior(x, exact), *self._gains(levels, quality))
 
     def each_level(self, x: torch.Tensor, exact: Optional[FixedPointTransform] = None):
-        """``forward`` at each level of a variable-rate model in turn, as ``forward(x, levels=…)`` gives it.
+        """An iterator over ``forward(x, levels=…)`` at each level of a variable-rate model, in order.
 
         g_a, h_a and h_s do not depend on the rate, so they run once for all
-        levels (validation measures every level of every image).
+        levels (validation measures every level of every image). Outside
+        training only: in training, z's noise would be shared by the levels.
         """
         if not self.lambdas:
             raise ValueError("a fixed-rate model has no levels")
-        if not self.training and exact is None:
-            exact = self.exact_hyper_synthesis()
-        latents = self._latents_and_prior(x, exact)
-        for level in range(len(self.lambdas)):
-            levels = torch.full((x.shape[0],), level, device=x.device)
-            y_hat, likelihoods = self._quantized_at(latents, *self.level_gains(levels))
-            yield {"x_hat": self.synthesis(y_hat), "likelihoods": likelihoods}
+        if self.training:
+            raise ValueError("each_level is for evaluation: call .eval() first")
+        latents = self._latents_and_prior(x, exact or self.exact_hyper_synthesis())
+
+        def outputs():
+            for level in range(len(self.lambdas)):
+                levels = torch.full((x.shape[0],), level, device=x.device)
+                y_hat, likelihoods = self._quantized_at(latents, *self.level_gains(levels))
+                yield {"x_hat": self.synthesis(y_hat), "likelihoods": likelihoods}
+
+        return outputs()
 
     def _latents_and_prior(self, x: torch.Tensor, exact: Optional[FixedPointTransform]) -> tuple:
         """(y, means or None, scales, z's likelihoods): the part of the forward pass every rate shares."""
