@@ -103,9 +103,9 @@ def kodak_points(weights: Path, images) -> dict:
 
 def kodak_steps(kodak: dict) -> str:
     """Which weights the Kodak columns measured: ``kodak.json`` may be older than the logs."""
-    steps = {point.get("step") for point in kodak.values()}
     if not kodak:
         return "no Kodak measurement (--weights)."
+    steps = {point.get("step") for point in kodak.values()}
     if len(steps) == 1 and None not in steps:
         return f"Kodak columns with each variant's weights at step {steps.pop()}."
     return "Kodak columns with the weights of " + ", ".join(f"{v} at step {p.get('step', '?')}" for v, p in kodak.items()) + "."

@@ -202,7 +202,7 @@ class AttentionHyperprior(ScaleHyperprior):
             raise ValueError("a fixed-rate model has no levels")
         if self.training:
             raise ValueError("each_level is for evaluation: call .eval() first")
-        latents = self._latents_and_prior(x, exact or self.exact_hyper_synthesis())
+        latents = self._latents_and_prior(x, exact)  # the exact h_s, if not given, is frozen there once
 
         def outputs():
             for level in range(len(self.lambdas)):
