@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Tests run tiny tensors, where a second OpenMP thread buys nothing; on a loaded 2-core machine its spin-waits
+# made a tiny model's training step 60× slower (3 s against 0.05 s beside a training run). One thread, for
+# this process and for the CLIs and training runs the tests start. Thread-independence tests ask for more.
+os.environ["OMP_NUM_THREADS"] = "1"
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +24,7 @@ from .helpers import TINY, smooth_image
 settings.register_profile("ci", max_examples=100)
 settings.register_profile("fuzz", max_examples=20_000)
 settings.load_profile("ci")
+torch.set_num_threads(1)  # in case torch was imported before this file
 
 
 @pytest.fixture(scope="session")

@@ -33,11 +33,11 @@ def image_folder(folder, count: int, height: int, width: int):
     return folder
 
 
-def with_one_thread(fn, *args):
-    """``fn(*args)`` computed with a single intra-op thread (another summation order)."""
+def with_threads(count: int, fn, *args):
+    """``fn(*args)`` computed with ``count`` intra-op threads: another summation order than the tests' one thread."""
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
+        torch.set_num_threads(count)
         return fn(*args)
     finally:
         torch.set_num_threads(threads)

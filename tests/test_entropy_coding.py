@@ -19,7 +19,7 @@ from attncomp.models.fixed_point import (
     FixedPointTransform,
 )
 
-from .helpers import TINY, smooth_image, with_one_thread
+from .helpers import TINY, smooth_image, with_threads
 
 
 def image_tensor(h=128, w=192, seed=0):
@@ -115,10 +115,10 @@ def z_hat_of(model, seed):
 def test_fixed_point_scales_do_not_depend_on_threads_memory_format_or_batch(tiny_model):
     z1, z2 = z_hat_of(tiny_model, 0), z_hat_of(tiny_model, 1)
     reference = scales(tiny_model, z1)
-    single_thread = with_one_thread(scales, tiny_model, z1)
+    two_threads = with_threads(2, scales, tiny_model, z1)
     channels_last = scales(tiny_model, z1.contiguous(memory_format=torch.channels_last))
     batched = scales(tiny_model, torch.cat([z2, z1, z2]))[1:2]
-    for other in (single_thread, channels_last, batched):
+    for other in (two_threads, channels_last, batched):
         assert torch.equal(other, reference)
 
 

@@ -23,7 +23,7 @@ from attncomp.codec.container import MAGIC, READABLE_VERSIONS
 from attncomp.errors import AttncompError, ImageError, StreamError
 from attncomp.models import load_weights
 
-from .helpers import run_main, smooth_image, with_one_thread
+from .helpers import run_main, smooth_image, with_threads
 
 # how many examples: the profile's (tests/conftest.py: "ci" by default, "fuzz" for `make fuzz`)
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -158,9 +158,9 @@ def decoded_latents(model, data):
 def test_decoding_is_bit_identical_across_threads_and_memory_formats(tiny_weights, model):
     data = encode(smooth_image(128, 192), model)
     reference = decoded_latents(model, data)
-    single = with_one_thread(decoded_latents, model, data)
+    two_threads = with_threads(2, decoded_latents, model, data)
     nchw = load_weights(tiny_weights).to(memory_format=torch.contiguous_format)
-    assert torch.equal(single, reference)
+    assert torch.equal(two_threads, reference)
     assert torch.equal(decoded_latents(nchw, data), reference)
     # pixels come from float synthesis: equal up to a rare one-level rounding difference
     difference = np.abs(np.asarray(decode(data, nchw), int) - np.asarray(decode(data, model), int))

@@ -10,7 +10,7 @@ from attncomp.models import CodingModel, create, load_weights, save_weights
 from attncomp.models.fixed_point import FixedPointTransform
 from attncomp.models.rd import bits
 
-from .helpers import TINY, smooth_image, with_one_thread
+from .helpers import TINY, smooth_image, with_threads
 
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
 
@@ -92,7 +92,7 @@ def test_strings_do_not_depend_on_threads_memory_format_or_batch(variable_rate):
     model = variable_rate.at(2.75)
     x, other = image_tensor(seed=0), image_tensor(seed=1)
     reference = model.compress(x)["strings"]
-    assert with_one_thread(model.compress, x)["strings"] == reference
+    assert with_threads(2, model.compress, x)["strings"] == reference
     assert model.compress(x.contiguous(memory_format=torch.channels_last))["strings"] == reference
     batched = model.compress(torch.cat([other, x]))["strings"]
     assert [s[1] for s in batched] == [s[0] for s in reference]
