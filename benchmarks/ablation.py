@@ -18,15 +18,21 @@ variant's decode time relative to plain, measured in the same run.
 held-out images, ``--data``, as in training), and the point is written into the variant's logs at the
 steps its weights record (those of the run it continued included).
 
-    python benchmarks/ablation.py [results/ablation] [--weights runs/ablation-weights] [--limit N]
+``--compare DIR`` draws another attempt's curves (dashed, ``DIR/logs``) beside these and adds its J at the
+same step to the table: two runs from scratch say how much of a difference is noise.
+
+    python benchmarks/ablation.py [results/ablation] [--weights results/ablation/weights] [--limit N]
+    python benchmarks/ablation.py results/ablation --compare results/ablation/first-attempt
     python benchmarks/ablation.py results/ablation --validate runs/round2-1 runs/round2-2 --data .trip/data
 """
 
 import argparse
 import csv
 import json
+import lzma
 import math
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -93,7 +99,13 @@ def validate_exports(folder: Path, logs: Path, data: str, split: str) -> None:
 
 
 def kodak_points(weights: Path, images) -> dict:
-    """Real-file (bpp, PSNR, decode s) at each quality of one variant."""
+    """Real-file (bpp, PSNR, decode s) at each quality of one variant; ``weights``: its ``.pt`` file, or the
+    ``.pt.xz`` that scripts/keep_weights.py keeps."""
+    if not weights.is_file():
+        with tempfile.TemporaryDirectory() as folder:
+            unpacked = Path(folder) / weights.name
+            unpacked.write_bytes(lzma.decompress(weights.with_name(weights.name + ".xz").read_bytes()))
+            return kodak_points(unpacked, images)
     model = load_weights(weights)
     evaluation = run(images, [model.at(q) for q in LEVELS], keep_images=0, progress=False)
     points = curves(evaluation.records)[model.name]
@@ -118,7 +130,9 @@ def fmt(value: float, unit: str = "%") -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="?", default="results/ablation", type=Path)
-    parser.add_argument("--weights", type=Path, help="folder of VARIANT.pt (the round's weights-N.tar unpacked)")
+    parser.add_argument("--weights", type=Path,
+                        help="folder of VARIANT.pt (a round's weights-N.tar unpacked) or VARIANT.pt.xz (results/ablation/weights)")
+    parser.add_argument("--compare", type=Path, help="another attempt's results folder: its curves and J beside these")
     parser.add_argument("--images", default=str(KODAK))
     parser.add_argument("--limit", type=int)
     parser.add_argument("--validate", type=Path, nargs="+", default=[],
@@ -138,13 +152,19 @@ def main(argv=None):
     common = max(set.intersection(*(set(runs[v]) for v in variants)))
     at = {v: runs[v][common] for v in variants}
 
+    other = {p.name: validations(p) for p in sorted((args.compare / "logs").iterdir()) if p.is_dir()} if args.compare else {}
+
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for v in variants:
         steps = sorted(runs[v])
-        ax.plot(steps, [runs[v][step]["loss"] for step in steps], marker="o", markersize=3, label=v)
+        (line,) = ax.plot(steps, [runs[v][step]["loss"] for step in steps], marker="o", markersize=3, label=v)
+        if other.get(v):
+            steps = sorted(other[v])
+            ax.plot(steps, [other[v][step]["loss"] for step in steps], color=line.get_color(), linestyle="--",
+                    linewidth=0.8, marker="o", markersize=2)
     ax.axvline(common, color="grey", linewidth=0.8, linestyle=":")
     ax.set(xlabel="training step", ylabel="validation J = λ·255²·MSE + bpp (mean of 8 λ)",
-           title="Equal-budget ablation: held-out validation split")
+           title="Equal-budget ablation: held-out validation split" + (f"\n(dashed: {args.compare})" if other else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -162,9 +182,10 @@ def main(argv=None):
         kodak = json.loads((args.results / "kodak.json").read_text())
 
     base = validation_curve(at[BASELINE])
+    compared = f" | J in {args.compare} at step {common}" if other else ""
     rows = [f"Validation columns at step {common}, the last validation every variant reached; {kodak_steps(kodak)}", "",
-            "| variant | trained to step | validation J | J vs plain | validation BD-rate vs plain | Kodak BD-rate vs plain | "
-            "Kodak decode time vs plain |", "|---|---|---|---|---|---|---|"]
+            f"| variant | trained to step | validation J{compared} | J vs plain | validation BD-rate vs plain | "
+            "Kodak BD-rate vs plain | Kodak decode time vs plain |", "|---|---|---|---|---|---|---|" + "---|" * bool(other)]
     for v in variants:
         curve = validation_curve(at[v])
         j, j_base = at[v]["loss"], at[BASELINE]["loss"]
@@ -173,12 +194,13 @@ def main(argv=None):
             k, kb = kodak[v], kodak[BASELINE]
             kodak_bd = bd_rate(kb["bpp"], kb["psnr"], k["bpp"], k["psnr"])
             kodak_time = float(np.mean(k["decode_s"]) / np.mean(kb["decode_s"]))
+        there = f" | {other[v][common]['loss']:.4f}" if common in other.get(v, {}) else " | n/a" if other else ""
         rows.append(
-            f"| {v} | {max(runs[v])} | {j:.4f} | {fmt(100 * (j / j_base - 1))} | "
+            f"| {v} | {max(runs[v])} | {j:.4f}{there} | {fmt(100 * (j / j_base - 1))} | "
             f"{fmt(bd_rate(*base, *curve))} | {fmt(kodak_bd)} | "
             f"{'n/a' if not math.isfinite(kodak_time) else f'{kodak_time:.2f}x'} |"
         )
-    rows += [f"| {v} | no validation | | | | | |" for v in unvalidated]
+    rows += [f"| {v} | no validation | | | | | |" + " |" * bool(other) for v in unvalidated]
     table = "\n".join(rows) + "\n"
     (args.results / "table.md").write_text(table)
     print(table)

@@ -125,7 +125,8 @@ def parse(argv):
     parser.add_argument("--data", default=".trip/data", help="training images (the trip's pack)")
     parser.add_argument("--val-split", default="configs/validation_split.txt", help="held-out image stems")
     parser.add_argument("--runs", type=Path, help="run folders, kept between rounds (default runs/gpu-PLAN)")
-    parser.add_argument("--init", type=Path, help="finetune, ablation: weights to start from (default: .trip/init, else bundled)")
+    parser.add_argument("--init", type=Path, help="finetune, ablation: a folder of weights to start from, NAME.pt or "
+                        "NAME.pt.xz (scripts/keep_weights.py; the ablation's: results/ablation/weights); default: bundled")
     parser.add_argument("--config", help="attncomp-train config (default configs/gpu.yaml or configs/ablation.yaml)")
     parser.add_argument("--check-images", type=int, default=3, help="validation images coded for the stream check")
     parser.add_argument("--one-at-a-time", action="store_true",
@@ -135,7 +136,7 @@ def parse(argv):
                         help="ablation: JSON settings every variant shares (its own switches win)")
     args, extra = parser.parse_known_args(argv)  # the rest goes to attncomp-train (e.g. --accelerator cpu)
     if args.init is None:
-        args.init = Path(".trip/init") if Path(".trip/init").is_dir() else zoo.bundled_weights(MODEL, 1).parent
+        args.init = zoo.bundled_weights(MODEL, 1).parent
     args.runs = args.runs or Path(f"runs/gpu-{args.plan}")
     if args.deadline is None:  # start-up, compilation and the final validation: 2 minutes a run
         one_after_another = {"finetune": len(args.qualities), "ablation": len(args.variants)}.get(args.plan, 1)
@@ -146,14 +147,18 @@ def parse(argv):
     return args, extra
 
 
-def unpack_init(folder: Path) -> None:
-    """The initial weights prepare_gpu_trip.py compressed (``NAME.pt.xz``), as ``NAME.pt`` beside them."""
-    for packed in sorted(folder.glob("*.pt.xz")):
-        unpacked = packed.with_suffix("")
-        if not unpacked.is_file():  # whole or absent: an interrupted unpack leaves no truncated file
-            partial = unpacked.with_suffix(".part")
-            partial.write_bytes(lzma.decompress(packed.read_bytes()))
-            partial.replace(unpacked)
+def unpack_init(folder: Path, into: Path) -> Path:
+    """The folder to start from: ``folder`` itself, or, if it holds weights kept compressed (``NAME.pt.xz``,
+    scripts/keep_weights.py), ``into`` with each unpacked afresh as ``NAME.pt`` (the kept folder stays as git has it)."""
+    packed = sorted(folder.glob("*.pt.xz"))
+    if not packed:
+        return folder
+    into.mkdir(parents=True, exist_ok=True)
+    for path in packed:
+        partial = into / f"{path.stem}.part"  # whole or absent: an interrupted unpack leaves no truncated file
+        partial.write_bytes(lzma.decompress(path.read_bytes()))
+        partial.replace(into / path.stem)
+    return into
 
 
 def plan(args) -> list[Run]:
@@ -325,7 +330,7 @@ def main(argv=None) -> int:
     args, extra = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.init.is_dir():
-        unpack_init(args.init)
+        args.init = unpack_init(args.init, args.runs / "init")
     runs = plan(args)
     processes, stopped, walls = train(args, extra, runs)
     failed = [name for name, process in processes.items() if name not in stopped and process.returncode != 0]

@@ -1,6 +1,6 @@
 """Prepare what a GPU round needs beside the code, in the git-ignored .trip/ (carry it along).
 
-    python scripts/prepare_gpu_trip.py [--data ../shared/data/train] [--init RETURNED_WEIGHTS_DIR]
+    python scripts/prepare_gpu_trip.py [--data ../shared/data/train]
 
 .trip/wheels/  the packages the GPU machine lacks (compressai, jsonargparse, pytorch-msssim and
                what they need), for its Python 3.12 on x86-64; compressai's compiled parts use
@@ -8,9 +8,9 @@
 .trip/data/    the training images as lossy WebP (quality 95, long side ≤ 512 px): the
                originals (176 MB) do not fit the 64 MiB a trip may carry. pack.json says what
                the pack costs: its size and its PSNR against the resized originals
-.trip/init/    with --init: the weights a previous round returned (its .pt files, or the .pt files
-               in its weights-N.tar), to start the next from, xz-compressed: seven ablation
-               variants are 27 MB as they come back, 19 MB so; gpu_round.py unpacks them there
+
+The weights a round starts from travel as tracked files: the ablation's in results/ablation/weights
+(scripts/keep_weights.py puts a round's returned weights there), the bundled ones for a finetune round.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import lzma
-import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -70,29 +67,12 @@ def make_pack(source: Path, folder: Path, long_side: int, quality: int) -> dict:
                 psnr_mean_db=round(float(np.mean(psnrs)), 2), psnr_min_db=round(float(np.min(psnrs)), 2))
 
 
-def pack_init(source: Path, folder: Path) -> int:
-    """Copy the weights in ``source`` (``*.pt``, or inside ``weights-*.tar``) into ``folder`` as ``NAME.pt.xz``;
-    returns the bytes written. xz shrinks a weights file's int32 entropy tables, not its float16 transforms."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    found = {p.name: p.read_bytes() for p in sorted(source.glob("*.pt"))}
-    for path in sorted(source.glob("weights-*.tar")):
-        with tarfile.open(path) as tar:
-            found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".pt")})
-    if not found:
-        raise SystemExit(f"prepare_gpu_trip: no weights (*.pt or weights-*.tar) in {source}")
-    for name, data in found.items():
-        (folder / f"{name}.xz").write_bytes(lzma.compress(data))
-    return sum(p.stat().st_size for p in folder.iterdir())
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/train"))
     parser.add_argument("--trip", type=Path, default=Path(".trip"))
     parser.add_argument("--long-side", type=int, default=512)
     parser.add_argument("--quality", type=int, default=95)
-    parser.add_argument("--init", type=Path, help="a folder of weights returned by a round (*.pt, or weights-*.tar)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"no training images at {args.data}")
@@ -101,9 +81,6 @@ def main(argv=None) -> int:
         summary = make_pack(args.data, args.trip / "data", args.long_side, args.quality)
         (args.trip / "pack.json").write_text(json.dumps(summary, indent=1) + "\n")
     print((args.trip / "pack.json").read_text(), end="")
-    if args.init:
-        size = pack_init(args.init, args.trip / "init")
-        print(f"{args.trip / 'init'}: {size / 2**20:.1f} MiB of initial weights")
     return 0
 
 

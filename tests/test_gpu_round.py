@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import lzma
 import os
 import re
 import subprocess
@@ -60,22 +61,22 @@ def test_a_round_trains_validates_returns_its_files_and_the_next_round_continues
     assert second["steps"] == first["steps"] + second["steps_this_round"] == 4
 
 
-def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_them_in_one_tar(tmp_path):
+def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_them_in_one_tar(tmp_path, capsys):
     data = image_folder(tmp_path / "data", 3, 64, 64)
     split = tmp_path / "split.txt"
     split.write_text("img2\n")
     out = tmp_path / "out"
-    command = [
-        "bash", str(ROOT / "scripts" / "gpu_round.sh"), str(out), "--plan", "ablation", "--variants", "plain",
+    command = [  # scripts/gpu_round.py in this process (the test above runs it through gpu_round.sh)
+        str(out), "--plan", "ablation", "--variants", "plain",
         "residual-meanscale", "--steps", "2", "--minutes", "5", "--data", str(data), "--runs", str(tmp_path / "runs"),
         "--init", str(tmp_path / "no-init"),
         "--check-images", "1", "--val-split", str(split), "--accelerator", "cpu", "--precision", "32",
         "--model.compile", "false", "--model.model_config", json.dumps(TINY), "--data.crop_size", "64",
         "--data.batch_size", "2", "--one-at-a-time",  # as on a CPU; on a GPU all variants train at once
     ]
-    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable))
-    assert done.returncode == 0, done.stderr[-3000:]
-    events = [line.split(" after ")[0] for line in done.stdout.splitlines() if re.match(r"[\w-]+: (starting|ended)", line)]
+    assert load_script("gpu_round").main(command) == 0
+    events = [line.split(" after ")[0] for line in capsys.readouterr().out.splitlines()
+              if re.match(r"[\w-]+: (starting|ended)", line)]
     assert events == ["plain: starting from scratch, budget 300 s", "plain: ended",
                       "residual-meanscale: starting from scratch, budget 300 s", "residual-meanscale: ended"]
     summary = json.loads((out / "summary.json").read_text())
@@ -102,20 +103,19 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     assert (plain["attention"], plain["prior"]) == ("none", "scale")
     assert (meanscale["attention"], meanscale["prior"]) == ("residual", "mean-scale")
 
-    # on a fresh machine (no checkpoints), the next round continues each variant from its returned weights,
-    # carried compressed in the trip
-    init = tmp_path / "trip" / "init"
-    assert load_script("prepare_gpu_trip").pack_init(out, init) > 0
+    # on a fresh checkout (no run folders), the next round continues each variant from its returned weights,
+    # kept compressed in a tracked folder
+    init = tmp_path / "kept"
+    load_script("keep_weights").main([str(out), str(init)])
     assert sorted(p.name for p in init.iterdir()) == ["plain.pt.xz", "residual-meanscale.pt.xz"]
-    again = [*command[:2], str(tmp_path / "out2"), *command[3:]]
+    again = [str(tmp_path / "out2"), *command[1:]]
     again[again.index("--runs") + 1] = str(tmp_path / "runs2")
     again[again.index("--init") + 1] = str(init)
     again[again.index("--steps") + 1] = "4"  # in all: 2 more
     del again[again.index("residual-meanscale")]  # one variant shows it
-    done = subprocess.run(again, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHON=sys.executable))
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"plain: starting from {init / 'plain.pt'}" in done.stdout
+    assert load_script("gpu_round").main(again) == 0
+    assert f"plain: starting from {tmp_path / 'runs2' / 'init' / 'plain.pt'}" in capsys.readouterr().out
+    assert sorted(p.name for p in init.iterdir()) == ["plain.pt.xz", "residual-meanscale.pt.xz"]  # left as kept
     with tarfile.open(tmp_path / "out2" / "logs.tar.gz") as tar:  # unpacked beside the first round's logs
         assert "plain/from-2.version_0.metrics.csv" in tar.getnames() and "plain/from-2.train.log" in tar.getnames()
     summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
@@ -124,9 +124,20 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
         tar.extractall(tmp_path / "weights2", filter="data")
     assert load_weights(tmp_path / "weights2" / "plain.pt").training["initialised_from"]["steps"] == 2
 
+    # keeping the second round's weights replaces the variant it trained; the other keeps its own
+    untrained = (init / "residual-meanscale.pt.xz").read_bytes()
+    load_script("keep_weights").main([str(tmp_path / "out2"), str(init)])
+    assert lzma.decompress((init / "plain.pt.xz").read_bytes()) == (tmp_path / "weights2" / "plain.pt").read_bytes()
+    assert (init / "residual-meanscale.pt.xz").read_bytes() == untrained
+
     # weights a round returned unvalidated are validated here, at the steps behind them (4: 2 + 2)
     ablation_report(results, "--validate", tmp_path / "weights2", "--data", data, "--split", split)
     assert "| plain | 4 |" in (results / "table.md").read_text()
+
+    # another attempt's J at the same step beside each variant's (here the same logs: the same J)
+    ablation_report(results, "--compare", results)
+    plain = next(row for row in (results / "table.md").read_text().splitlines() if row.startswith("| plain |"))
+    assert plain.split(" | ")[2] == plain.split(" | ")[3]
 
 
 def ablation_report(*argv) -> None:
