@@ -57,7 +57,9 @@ def validations(folder: Path) -> dict[int, dict]:
     """Every validation of a run, across its resumed parts: step -> {metric: value} (``val/`` dropped).
 
     ``version_*.metrics.csv`` count steps from the run's start; ``from-S.*.metrics.csv`` (gpu_round's name for
-    the logs of a run continued from weights trained S steps) from S.
+    the logs of a run continued from weights trained S steps) from S. Lightning logs a validation during training
+    at the step before (its rows count from 0), and the run's final validation of the same weights at the step
+    itself: the one point is kept once, at the step.
     """
     points = {}
     for path in sorted(folder.glob("*.metrics.csv")):
@@ -69,7 +71,7 @@ def validations(folder: Path) -> dict[int, dict]:
                 if row.get("val/loss"):
                     values = {k.removeprefix("val/"): float(v) for k, v in row.items() if k.startswith("val/") and v}
                     points[int(row["step"]) + (int(offset.group(1)) if offset else 0)] = values
-    return points
+    return {step: values for step, values in points.items() if points.get(step + 1) != values}
 
 
 def validation_curve(point: dict) -> tuple[list, list]:

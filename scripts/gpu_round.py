@@ -17,7 +17,8 @@ steps (``configs/ablation.yaml``); ``--minutes`` caps each run's training time, 
 a cheaper variant may get further: ``benchmarks/ablation.py`` compares them all
 at the last validation step every one reached, and draws the learning curves.
 Between GPU loans the ablation goes on on the CPU: ``--one-at-a-time --accelerator cpu
---precision 32`` trains the variants one after another, each with every core.
+--precision 32`` trains the variants one after another, each with every core; ``--at-once K``
+trains K at a time, each with its share of the cores.
 
 Each run validates on the held-out split at the end. Each ends its training
 :data:`WIND_DOWN` seconds before ``--deadline`` (``attncomp-train --stop_at``) even if
@@ -45,6 +46,7 @@ import argparse
 import io
 import json
 import lzma
+import os
 import signal
 import subprocess
 import sys
@@ -76,7 +78,8 @@ BEST = "best"
 # validation (all eager, 40 images at 8 λs) with 7 runs sharing the card; the packing comes after the deadline
 # (the first ablation round, 7 runs, lost ~700 steps each to a deadline that left 90 s for start-up and the end)
 WIND_DOWN = 75
-MIN_TRAINING = 120  # --one-at-a-time: a run begun closer than this to its stop time would spend it starting up
+MIN_TRAINING = 120  # --at-once: a run begun closer than this to its stop time would spend it starting up
+POLL = 1.0  # seconds between looks at the runs going on
 RETURNED_FILE_LIMIT = 15 * 2**20  # a file that comes back from the GPU machine holds at most 16 MiB
 
 
@@ -121,7 +124,7 @@ def parse(argv):
     parser.add_argument("--deadline", type=float,
                         help="minutes after which unfinished runs are stopped and what they exported is returned "
                         "(default --minutes + 2: start-up, compilation and the final validation; that for each run "
-                        "with --one-at-a-time)")
+                        "with --at-once, for each wave of runs)")
     parser.add_argument("--data", default=".trip/data", help="training images (the trip's pack)")
     parser.add_argument("--val-split", default="configs/validation_split.txt", help="held-out image stems")
     parser.add_argument("--runs", type=Path, help="run folders, kept between rounds (default runs/gpu-PLAN)")
@@ -129,9 +132,11 @@ def parse(argv):
                         "NAME.pt.xz (scripts/keep_weights.py; the ablation's: results/ablation/weights); default: bundled")
     parser.add_argument("--config", help="attncomp-train config (default configs/gpu.yaml or configs/ablation.yaml)")
     parser.add_argument("--check-images", type=int, default=3, help="validation images coded for the stream check")
-    parser.add_argument("--one-at-a-time", action="store_true",
-                        help="train the runs one after another, not all at once (a CPU: each then has every core); "
-                        "the least trained first; one that would begin too close to the round's stop time is left for the next round")
+    parser.add_argument("--at-once", type=int, metavar="K",
+                        help="train at most K runs at a time (default: all at once, as on a GPU), each with 1/K of "
+                        "the CPU's cores, the least trained first; one that would begin too close to the round's stop "
+                        "time is left for the next round")
+    parser.add_argument("--one-at-a-time", dest="at_once", action="store_const", const=1, help="--at-once 1")
     parser.add_argument("--model.model_config", dest="model_config", type=json.loads, default={},
                         help="ablation: JSON settings every variant shares (its own switches win)")
     args, extra = parser.parse_known_args(argv)  # the rest goes to attncomp-train (e.g. --accelerator cpu)
@@ -140,7 +145,7 @@ def parse(argv):
     args.runs = args.runs or Path(f"runs/gpu-{args.plan}")
     if args.deadline is None:  # start-up, compilation and the final validation: 2 minutes a run
         one_after_another = {"finetune": len(args.qualities), "ablation": len(args.variants)}.get(args.plan, 1)
-        args.deadline = (args.minutes + 2) * (one_after_another if args.one_at_a_time else 1)
+        args.deadline = (args.minutes + 2) * (-(-one_after_another // args.at_once) if args.at_once else 1)
     if args.plan == "variable-rate" and args.variant == BEST:
         args.variant = best_variant(args.ablation_runs)
     args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if args.plan == "ablation" else "gpu.yaml"))
@@ -197,7 +202,7 @@ def budget(run: Path, minutes: float, resuming: bool) -> int:
     return int(trained + minutes * 60)
 
 
-def start(args, extra, run_spec: Run, stop_at: float) -> subprocess.Popen:
+def start(args, extra, run_spec: Run, stop_at: float, env: dict | None = None) -> subprocess.Popen:
     run = args.runs / run_spec.name
     run.mkdir(parents=True, exist_ok=True)
     resuming = (run / "checkpoints" / "last.ckpt").is_file()
@@ -216,7 +221,7 @@ def start(args, extra, run_spec: Run, stop_at: float) -> subprocess.Popen:
     log = open(run / "train.log", "a")
     began = "resuming" if resuming else "starting from " + str(run_spec.init or "scratch")
     print(f"{run_spec.name}: {began}, budget {seconds} s", flush=True)
-    return subprocess.Popen(command + extra, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(command + extra, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def summarise(run: Path, wall: float) -> dict:
@@ -304,25 +309,33 @@ def steps_so_far(args, run: Run) -> int:
 
 
 def train(args, extra, runs: list[Run]) -> tuple[dict, list, dict]:
-    """Start the runs and wait for them until the deadline: all at once, or ``--one-at-a-time``, the least
+    """Start the runs and wait for them until the deadline: all at once, or ``--at-once K`` at a time, the least
     trained first. Returns (the processes by name, the names stopped at the deadline, each run's wall seconds)."""
-    began = time.monotonic()
-    deadline = began + args.deadline * 60
+    deadline = time.monotonic() + args.deadline * 60
     stop_at = time.time() + args.deadline * 60 - WIND_DOWN
-    if not args.one_at_a_time:
-        processes = {run.name: start(args, extra, run, stop_at) for run in runs}
-        stopped = wait_until(processes, deadline)
-        return processes, stopped, dict.fromkeys(processes, time.monotonic() - began)
-    processes, stopped, walls = {}, [], {}
-    for run in sorted(runs, key=lambda run: steps_so_far(args, run)):
-        if time.time() > stop_at - MIN_TRAINING:
-            print(f"gpu_round: {run.name} not begun: less than {MIN_TRAINING} s to the round's stop time", file=sys.stderr)
-            continue
-        run_began = time.monotonic()
-        processes[run.name] = start(args, extra, run, stop_at)
-        stopped += wait_until({run.name: processes[run.name]}, deadline)
-        walls[run.name] = time.monotonic() - run_began
-        print(f"{run.name}: ended after {walls[run.name]:.0f} s", flush=True)
+    queued = args.at_once is not None and args.at_once < len(runs)
+    waiting = sorted(runs, key=lambda run: steps_so_far(args, run)) if queued else list(runs)
+    at_once = args.at_once or len(runs)
+    env = None  # K runs sharing a CPU's cores: more threads than cores would spin-wait on each other
+    if at_once > 1 and args.at_once:
+        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // at_once)))
+    processes, running, began, walls, stopped = {}, {}, {}, {}, []
+    while waiting or running:
+        while waiting and len(running) < at_once:
+            run = waiting.pop(0)
+            if queued and time.time() > stop_at - MIN_TRAINING:
+                print(f"gpu_round: {run.name} not begun: less than {MIN_TRAINING} s to the round's stop time", file=sys.stderr)
+                continue
+            processes[run.name] = running[run.name] = start(args, extra, run, stop_at, env)
+            began[run.name] = time.monotonic()
+        if time.monotonic() >= deadline:
+            stopped = wait_until(running, deadline)
+        else:
+            time.sleep(POLL)
+        for name in [name for name, process in running.items() if process.poll() is not None]:
+            walls[name] = time.monotonic() - began.pop(name)
+            del running[name]
+            print(f"{name}: ended after {walls[name]:.0f} s", flush=True)
     return processes, stopped, walls
 
 

@@ -1,5 +1,6 @@
 """The GPU training round's CPU twin: scripts/gpu_round.sh end to end, twice, on a tiny budget."""
 
+import argparse
 import importlib.util
 import json
 import lzma
@@ -191,3 +192,24 @@ def test_a_round_stops_what_runs_past_its_deadline_and_returns_weights_in_tars_s
         with tarfile.open(path) as tar:
             names += tar.getnames()
     assert names == [name for name, _ in members]
+
+
+def test_a_cpu_round_trains_k_runs_at_a_time_the_least_trained_first_each_with_its_share_of_the_cores(
+        tmp_path, monkeypatch):
+    gpu_round = load_script("gpu_round")
+    launched = []
+
+    def start(args, extra, run, stop_at, env=None):
+        assert sum(process.poll() is None for _, _, process in launched) < 2, "more than K runs at once"
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+        launched.append((run.name, (env or {}).get("OMP_NUM_THREADS"), process))
+        return process
+
+    monkeypatch.setattr(gpu_round, "start", start)
+    monkeypatch.setattr(gpu_round, "steps_so_far", lambda args, run: run.steps_before)
+    monkeypatch.setattr(gpu_round.os, "cpu_count", lambda: 4)
+    runs = [gpu_round.Run(name, (), steps_before=steps) for name, steps in (("a", 30), ("b", 10), ("c", 20))]
+    args = argparse.Namespace(at_once=2, deadline=5, runs=tmp_path)
+    processes, stopped, walls = gpu_round.train(args, [], runs)
+    assert [(name, threads) for name, threads, _ in launched] == [("b", "2"), ("c", "2"), ("a", "2")]
+    assert not stopped and sorted(walls) == ["a", "b", "c"] and all(p.returncode == 0 for p in processes.values())
