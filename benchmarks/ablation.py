@@ -29,10 +29,8 @@ same step to the table: two runs from scratch say how much of a difference is no
 import argparse
 import csv
 import json
-import lzma
 import math
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -103,11 +101,6 @@ def validate_exports(folder: Path, logs: Path, data: str, split: str) -> None:
 def kodak_points(weights: Path, images) -> dict:
     """Real-file (bpp, PSNR, decode s) at each quality of one variant; ``weights``: its ``.pt`` file, or the
     ``.pt.xz`` that scripts/keep_weights.py keeps."""
-    if not weights.is_file():
-        with tempfile.TemporaryDirectory() as folder:
-            unpacked = Path(folder) / weights.name
-            unpacked.write_bytes(lzma.decompress(weights.with_name(weights.name + ".xz").read_bytes()))
-            return kodak_points(unpacked, images)
     model = load_weights(weights)
     evaluation = run(images, [model.at(q) for q in LEVELS], keep_images=0, progress=False)
     points = curves(evaluation.records)[model.name]
@@ -177,7 +170,7 @@ def main(argv=None):
         images = load_images(args.images, args.limit)
         for v in variants:
             start = time.perf_counter()
-            kodak[v] = kodak_points(args.weights / f"{v}.pt", images)
+            kodak[v] = kodak_points(zoo.weights_in(args.weights, v), images)
             print(f"{v}: Kodak measured in {time.perf_counter() - start:.0f} s", flush=True)
         (args.results / "kodak.json").write_text(json.dumps(kodak, indent=1) + "\n")
     elif (args.results / "kodak.json").is_file():

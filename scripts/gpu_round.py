@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import lzma
 import os
 import signal
 import subprocess
@@ -152,36 +151,27 @@ def parse(argv):
     return args, extra
 
 
-def unpack_init(folder: Path, into: Path) -> Path:
-    """The folder to start from: ``folder`` itself, or, if it holds weights kept compressed (``NAME.pt.xz``,
-    scripts/keep_weights.py), ``into`` with each unpacked afresh as ``NAME.pt`` (the kept folder stays as git has it)."""
-    packed = sorted(folder.glob("*.pt.xz"))
-    if not packed:
-        return folder
-    into.mkdir(parents=True, exist_ok=True)
-    for path in packed:
-        partial = into / f"{path.stem}.part"  # whole or absent: an interrupted unpack leaves no truncated file
-        partial.write_bytes(lzma.decompress(path.read_bytes()))
-        partial.replace(into / path.stem)
-    return into
+def initial(args, stem: str) -> Path:
+    """``--init``'s weights ``stem``, NAME.pt or NAME.pt.xz (its .pt name, for training's error, if neither)."""
+    return zoo.weights_in(args.init, stem) or args.init / f"{stem}.pt"
 
 
 def plan(args) -> list[Run]:
     if args.plan == "finetune":
         return [
-            Run(f"q{q}", ("--lmbda", str(LAMBDAS[q])), args.init / f"{MODEL}-q{q}.pt", f"{MODEL}-q{q}.pt")
+            Run(f"q{q}", ("--lmbda", str(LAMBDAS[q])), initial(args, f"{MODEL}-q{q}"), f"{MODEL}-q{q}.pt")
             for q in args.qualities
         ]
     if args.plan == "variable-rate":
         config = json.dumps({**args.model_config, **ABLATION[args.variant]})
         options = ("--model.model", VARIABLE_RATE, "--model.model_config", config,
-                   "--model.warm_start", str(args.init / f"{MODEL}-q5.pt"))
+                   "--model.warm_start", str(initial(args, f"{MODEL}-q5")))
         return [Run("vbr", options, None, f"{VARIABLE_RATE}.pt")]
     # a variant continues from the weights an earlier round returned for it (--init NAME.pt), if any,
     # for what is left of its --steps
     runs = []
     for name in args.variants:
-        init = args.init / f"{name}.pt" if (args.init / f"{name}.pt").is_file() else None
+        init = zoo.weights_in(args.init, name)
         before = zoo.trained_steps(zoo.read_weights(init).get("training")) if init else 0
         if before >= args.steps:
             raise SystemExit(f"gpu_round: {init} has trained {before} steps, --steps {args.steps}: none left")
@@ -342,8 +332,6 @@ def train(args, extra, runs: list[Run]) -> tuple[dict, list, dict]:
 def main(argv=None) -> int:
     args, extra = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.init.is_dir():
-        args.init = unpack_init(args.init, args.runs / "init")
     runs = plan(args)
     processes, stopped, walls = train(args, extra, runs)
     failed = [name for name, process in processes.items() if name not in stopped and process.returncode != 0]

@@ -115,7 +115,7 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     again[again.index("--steps") + 1] = "4"  # in all: 2 more
     del again[again.index("residual-meanscale")]  # one variant shows it
     assert load_script("gpu_round").main(again) == 0
-    assert f"plain: starting from {tmp_path / 'runs2' / 'init' / 'plain.pt'}" in capsys.readouterr().out
+    assert f"plain: starting from {init / 'plain.pt.xz'}" in capsys.readouterr().out
     assert sorted(p.name for p in init.iterdir()) == ["plain.pt.xz", "residual-meanscale.pt.xz"]  # left as kept
     with tarfile.open(tmp_path / "out2" / "logs.tar.gz") as tar:  # unpacked beside the first round's logs
         assert "plain/from-2.version_0.metrics.csv" in tar.getnames() and "plain/from-2.train.log" in tar.getnames()

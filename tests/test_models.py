@@ -1,5 +1,8 @@
 """The models of both papers: shapes, switches and CompressAI compatibility."""
 
+import lzma
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -209,13 +212,25 @@ def test_a_fixed_rate_model_codes_at_its_own_quality_only():
 
 def test_format_1_weights_files_load_under_the_new_names():
     """tests/data/tiny.pt was written by attncomp's first weights format (positional names, boolean switches)."""
-    from pathlib import Path
-
     path = Path(__file__).parent / "data" / "tiny.pt"
     assert torch.load(path, weights_only=True)["version"] == 1
     model = load_weights(path)
     assert model.config["attention"] == "paper" and model.config["postfilter"] == "paper"
     assert isinstance(model.network.g_a.attention, ChannelAttention)
+
+
+def test_weights_kept_xz_compressed_load_as_the_file_itself(tmp_path, tiny_weights):
+    from attncomp.models.zoo import weights_in
+
+    kept = tmp_path / "tiny.pt.xz"
+    kept.write_bytes(lzma.compress(Path(tiny_weights).read_bytes()))
+    assert weights_in(tmp_path, "tiny") == kept and weights_in(tmp_path, "other") is None
+    assert load_weights(kept).weights_hash == load_weights(tiny_weights).weights_hash
+    (tmp_path / "tiny.pt").write_bytes(Path(tiny_weights).read_bytes())
+    assert weights_in(tmp_path, "tiny") == tmp_path / "tiny.pt"  # the plain file, if both are there
+    kept.write_bytes(lzma.compress(Path(tiny_weights).read_bytes())[:-100])
+    with pytest.raises(WeightsError, match="cannot read"):
+        load_weights(kept)
 
 
 def test_weights_files_are_plain_data(tiny_weights):
@@ -274,8 +289,6 @@ def test_weights_rewritten_in_float16_keep_their_record_and_code_like_the_origin
 
 @pytest.mark.parametrize("weights", ["tiny", "tiny_vbr", "spatial-ae"])
 def test_the_rate_estimate_needs_no_synthesis_and_equals_the_forward_pass(tiny_weights, weights):
-    from pathlib import Path
-
     if weights == "spatial-ae":
         model = load("spatial-ae", 3)
     elif weights == "tiny_vbr":

@@ -14,12 +14,16 @@ reads without running any code::
 
 Transform weights may be stored in float16 to keep the package small; the
 entropy models (CDF tables, quantiles) stay exact. Loading casts everything
-back to float32, so encoder and decoder always run the same numbers.
+back to float32, so encoder and decoder always run the same numbers. A file
+may also be kept xz-compressed (``*.pt.xz``, as the ablation's are in git):
+every loader here reads it as it is.
 """
 
 from __future__ import annotations
 
 import inspect
+import io
+import lzma
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -149,8 +153,11 @@ def atomic_torch_save(obj, path) -> None:
 
 
 def safe_load(path, what: str = "weights file"):
-    """``torch.load`` restricted to plain data (``weights_only``); any failure is a WeightsError."""
+    """``torch.load`` restricted to plain data (``weights_only``), of a file or its xz-compressed copy
+    (``*.xz``); any failure is a WeightsError."""
     try:
+        if str(path).endswith(".xz"):
+            return torch.load(io.BytesIO(lzma.decompress(Path(path).read_bytes())), map_location="cpu", weights_only=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"{what} not found: {path}") from None
@@ -175,6 +182,11 @@ def trained_steps(training: Optional[dict]) -> int:
     """Training steps behind weights of this architecture: their run's and every run it continued
     (``--model.init_weights``), 0 without a record; a warm start's source, another model, does not count."""
     return sum(run.get("steps", 0) for run in training_chain(training, through_warm_starts=False))
+
+
+def weights_in(folder: Path, stem: str) -> Optional[Path]:
+    """``folder/stem.pt``, or else its xz-compressed copy ``stem.pt.xz``; None if neither is there."""
+    return next((p for p in (folder / f"{stem}.pt", folder / f"{stem}.pt.xz") if p.is_file()), None)
 
 
 def read_weights(path) -> dict:
