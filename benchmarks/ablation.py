@@ -167,10 +167,14 @@ def main(argv=None):
 
     kodak = {}
     if args.weights:
+        found = {v: zoo.weights_in(args.weights, v) for v in variants}
+        if None in found.values():  # before any variant is measured
+            missing = [v for v, path in found.items() if path is None]
+            raise SystemExit(f"ablation: no weights (VARIANT.pt or .pt.xz) for {', '.join(missing)} in {args.weights}")
         images = load_images(args.images, args.limit)
         for v in variants:
             start = time.perf_counter()
-            kodak[v] = kodak_points(zoo.weights_in(args.weights, v), images)
+            kodak[v] = kodak_points(found[v], images)
             print(f"{v}: Kodak measured in {time.perf_counter() - start:.0f} s", flush=True)
         (args.results / "kodak.json").write_text(json.dumps(kodak, indent=1) + "\n")
     elif (args.results / "kodak.json").is_file():
