@@ -1,6 +1,6 @@
 """Wall-clock-budgeted training on a GPU, many runs at once on the one card; run it through gpu_round.sh.
 
-Two plans:
+Three plans:
 
 ``finetune`` (default): each bundled quality of the default model in its own
 ``attncomp-train`` process, for ``--minutes`` of training (Lightning's
@@ -54,6 +54,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from attncomp.files import atomic_write
 from attncomp.models import zoo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +80,7 @@ BEST = "best"
 WIND_DOWN = 75
 MIN_TRAINING = 120  # --at-once: a run begun closer than this to its stop time would spend it starting up
 POLL = 1.0  # seconds between looks at the runs going on
+RETURNED = ("*.pt", "weights-*.tar", "summary.json", "logs.tar.gz", "streams.tar")  # what a round writes into OUT
 RETURNED_FILE_LIMIT = 15 * 2**20  # a file that comes back from the GPU machine holds at most 16 MiB
 
 
@@ -148,6 +150,9 @@ def parse(argv):
     if args.plan == "variable-rate" and args.variant == BEST:
         args.variant = best_variant(args.ablation_runs)
     args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if args.plan == "ablation" else "gpu.yaml"))
+    earlier = sorted({p.name for pattern in RETURNED for p in args.out.glob(pattern)})
+    if earlier:  # an old weights-N.tar beside the new ones would be kept as if this round returned it
+        parser.error(f"{args.out} already holds a round's files ({', '.join(earlier)}); give an empty folder")
     return args, extra
 
 
@@ -286,9 +291,13 @@ def pack_in_tars(out: Path, members: list[tuple[str, Path]]) -> None:
         groups[-1].append((name, path))
         size += cost
     for index, group in enumerate(groups, 1):
-        with tarfile.open(out / f"weights-{index}.tar", "w") as tar:
-            for name, path in group:
-                tar.add(path, name)
+        atomic_write(out / f"weights-{index}.tar", lambda file, group=group: tar_of(file, group))
+
+
+def tar_of(file, members: list[tuple[str, Path]]) -> None:
+    with tarfile.open(fileobj=file, mode="w") as tar:
+        for name, path in members:
+            tar.add(path, name)
 
 
 def steps_so_far(args, run: Run) -> int:
@@ -352,7 +361,7 @@ def main(argv=None) -> int:
                 returned.append((run, folder / "weights.pt"))
     if args.plan != "ablation":
         for run, weights in returned:
-            (args.out / run.returned_as).write_bytes(weights.read_bytes())
+            atomic_write(args.out / run.returned_as, lambda file, weights=weights: file.write(weights.read_bytes()))
     else:  # float16 transforms, packed in tars that each come back (the float32 files total ~46 MB)
         returned = [(run, half_precision(weights)) for run, weights in returned]
         pack_in_tars(args.out, [(f"{run.name}.pt", weights) for run, weights in returned])

@@ -19,29 +19,52 @@ import sys
 import tarfile
 from pathlib import Path
 
+from attncomp.errors import WeightsError
+from attncomp.models import zoo
+
 DEFAULT_DEST = Path("results/ablation/weights")
 
 
 def returned_weights(source: Path) -> dict[str, bytes]:
-    """``NAME.pt`` -> its bytes, from ``source``'s ``*.pt`` files and those inside its ``weights-*.tar``."""
-    found = {p.name: p.read_bytes() for p in sorted(source.glob("*.pt"))}
+    """``NAME.pt`` -> its bytes, from ``source``'s ``*.pt`` files and those inside its ``weights-*.tar``; a name
+    found twice (a stale tar beside a new one) is refused rather than one of them silently winning."""
+    found, origin = {}, {}
+
+    def add(name: str, data: bytes, where: str) -> None:
+        if name in found:
+            raise SystemExit(f"keep_weights: {name} is in both {origin[name]} and {where}; keep one")
+        found[name], origin[name] = data, where
+
+    for path in sorted(source.glob("*.pt")):
+        add(path.name, path.read_bytes(), str(path))
     for path in sorted(source.glob("weights-*.tar")):
-        with tarfile.open(path) as tar:
-            found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".pt")})
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar.getmembers():
+                    if member.name.endswith(".pt"):
+                        add(member.name, tar.extractfile(member).read(), str(path))
+        except (tarfile.TarError, EOFError) as exc:
+            raise SystemExit(f"keep_weights: cannot read {path} ({exc}); it may be truncated") from None
     if not found:
         raise SystemExit(f"keep_weights: no weights (*.pt or weights-*.tar) in {source}")
     return found
 
 
 def keep(source: Path, dest: Path) -> list[Path]:
-    """Write ``source``'s weights into ``dest`` as ``NAME.pt.xz``, each whole or not at all. Returns the files."""
+    """Write ``source``'s weights into ``dest`` as ``NAME.pt.xz``. Every one is checked to be a whole attncomp
+    weights file before any kept copy is replaced, so a truncated return never overwrites the last good one."""
     dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, data in returned_weights(source).items():
-        partial = dest / f"{name}.xz.part"
-        partial.write_bytes(lzma.compress(data))
-        written.append(partial.replace(dest / f"{name}.xz"))
-    return written
+    partials = {}
+    try:
+        for name, data in returned_weights(source).items():
+            partial = partials[name] = dest / f".{name}.part.xz"  # *.xz: zoo reads it as it will read the kept file
+            partial.write_bytes(lzma.compress(data))
+            zoo.read_weights(partial)
+    except WeightsError as exc:
+        for partial in partials.values():
+            partial.unlink(missing_ok=True)
+        raise SystemExit(f"keep_weights: nothing kept: {exc}") from None
+    return [partial.replace(dest / f"{name}.xz") for name, partial in partials.items()]
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -153,6 +154,30 @@ def ablation_script():
         return load_script("ablation", "benchmarks")
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_kept_weights_are_never_replaced_by_a_truncated_or_ambiguous_return(tmp_path, tiny_weights):
+    keep = load_script("keep_weights").main
+    out, kept = tmp_path / "out", tmp_path / "kept"
+    out.mkdir()
+    (out / "plain.pt").write_bytes(tiny_weights.read_bytes())
+    keep([str(out), str(kept)])
+    good = (kept / "plain.pt.xz").read_bytes()
+    (out / "plain.pt").write_bytes(tiny_weights.read_bytes()[:2000])  # a return cut off at the command limit
+    with pytest.raises(SystemExit, match="nothing kept: .*truncated or corrupt"):
+        keep([str(out), str(kept)])
+    assert [p.name for p in kept.iterdir()] == ["plain.pt.xz"] and (kept / "plain.pt.xz").read_bytes() == good
+    with tarfile.open(out / "weights-1.tar", "w") as tar:  # a stale tar beside the round's own file
+        tar.add(tiny_weights, "plain.pt")
+    with pytest.raises(SystemExit, match="plain.pt is in both"):
+        keep([str(out), str(kept)])
+
+
+def test_a_round_refuses_a_folder_that_holds_an_earlier_rounds_files(tmp_path, capsys):
+    (tmp_path / "weights-1.tar").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        load_script("gpu_round").main([str(tmp_path), "--plan", "ablation"])
+    assert "already holds a round's files (weights-1.tar)" in capsys.readouterr().err
 
 
 def test_the_ablation_table_says_which_weights_its_kodak_columns_measured():

@@ -190,6 +190,15 @@ def test_a_coding_model_is_immutable(tiny_weights):
         model.training["steps"] = 1
 
 
+def test_a_coding_model_moves_but_is_never_cast(tiny_weights):
+    """A cast would change the scale table and quantiles the coding indexes come from."""
+    model = load_weights(tiny_weights)
+    moved = model.to("cpu", memory_format=torch.contiguous_format)
+    assert moved.weights_hash == model.weights_hash and moved.network is not model.network
+    with pytest.raises(TypeError, match="not a dtype"):
+        model.to(torch.float16)
+
+
 def test_the_stored_config_says_the_architecture(tmp_path):
     """No shape guessing: a file's config builds the network, switches and all."""
     from attncomp.models import save_weights

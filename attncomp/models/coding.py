@@ -116,10 +116,14 @@ class CodingModel:
         quality = quality_steps(quality) / QUALITY_STEPS  # what a stream records
         return replace(self, quality=quality, lmbda=_interpolated_lambda(self.config["lambdas"], quality))
 
-    def to(self, *args, **kwargs) -> CodingModel:
-        """The same model on another device or memory format (``nn.Module.to``'s arguments); a GPU codes
-        too, since the coding indexes are exact anywhere."""
-        return replace(self, network=copy.deepcopy(self.network).to(*args, **kwargs))
+    def to(self, device=None, memory_format: torch.memory_format | None = None) -> CodingModel:
+        """The same model on another device or memory format; a GPU codes too, since the coding indexes
+        are exact anywhere. No dtype: a cast would change the scale table, quantiles and gains the
+        indexes come from, and the stream would decode wrongly under the same weights hash."""
+        if isinstance(device, torch.dtype):
+            raise TypeError("CodingModel.to takes a device and a memory format, not a dtype")
+        moves = {"memory_format": memory_format} if memory_format is not None else {}
+        return replace(self, network=copy.deepcopy(self.network).to(device, **moves))
 
     def _exact(self) -> dict:
         return {"exact": self.exact_h_s} if self.exact_h_s is not None else {}
