@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +159,30 @@ def test_report_maps_of_a_large_image_cover_its_first_tile(tiny_weights):
     evaluation = runner.Evaluation(models={"attn-hyperprior": {"custom": load_weights(tiny_weights)}})
     sections = report.model_sections(evaluation, [wide], [], crops=0)
     assert "wide, its first 512-px tile: channel attention and bit allocation" in sections[-1]
+
+
+def test_report_gates_are_those_of_the_latents_the_decoder_sees():
+    """A variable-rate mean-scale model: g_s's gate is taken on ŷ with its gains and means, h_s's on ẑ."""
+    import torch
+
+    from attncomp.evaluation.report import attention_gates
+    from attncomp.image import to_tensor
+    from attncomp.models import load_weights
+
+    model = load_weights(Path(__file__).parent / "data" / "tiny_vbr.pt").at(3.25)
+    torch.manual_seed(0)
+    with torch.no_grad():  # residual gates start at exactly 1 whatever they see: make them look
+        for attention in (model.network.g_s.attention, model.network.h_s.attention):
+            for parameter in attention.mlp.parameters():
+                parameter.normal_()
+    image = Image.fromarray(smooth_image(64, 64))
+    gates = attention_gates(model, image)
+    assert list(gates) == ["g_a (latent y)", "h_a (hyper-latent z)", "h_s (prior)", "g_s (RGB)"]
+    net, x = model.network, to_tensor(image)
+    with torch.inference_mode():
+        y_hat = net.quantized_latents(x, quality=3.25, exact=model.exact_h_s)[0]  # the h_s it was loaded with
+        expected = net.g_s.attention.gate(net.g_s.body(y_hat)).flatten().numpy()
+    np.testing.assert_allclose(gates["g_s (RGB)"], expected, rtol=1e-5)
 
 
 def test_eval_on_a_split_codes_only_the_images_it_lists(tmp_path, tiny_weights):

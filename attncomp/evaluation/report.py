@@ -14,7 +14,6 @@ from PIL import Image
 
 from .. import image as imageio
 from ..codec import DEFAULT_TILE, tile_boxes
-from ..compressai_adapter import bottleneck_medians
 from ..models import ChannelAttention, CodingModel
 from .anchors import LABELS
 from .bdrate import bd_rate
@@ -85,28 +84,35 @@ def img_tag(png: bytes, alt: str, width: int | None = None) -> str:
     return f'<img alt="{html.escape(alt)}"{size} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+GATED = {"g_a": "g_a (latent y)", "h_a": "h_a (hyper-latent z)", "h_s": "h_s (prior)", "g_s": "g_s (RGB)"}
+
+
 @torch.inference_mode()
 def attention_gates(model: CodingModel, image) -> dict:
-    """Channel-attention weights of each transform for one image (what the model emphasises)."""
+    """Channel-attention weights of each transform for one image (what the model emphasises), read from the
+    model's own forward pass at its quality, so g_s's gate is that of the ŷ the decoder sees (gains and means
+    included). Coding runs h_s as its exact fixed-point twin; its float gate is taken on that pass's ẑ."""
     net = model.network
-    if not any(isinstance(m, ChannelAttention) for m in net.modules()):
+    gated = [name for name in GATED if isinstance(getattr(getattr(net, name, None), "attention", None), ChannelAttention)]
+    if not gated:
         return {}
-    gates = {}
-
-    def through(name, transform, t):
-        """``transform(t)``, keeping the gate of its attention block."""
-        hidden = transform.body(t)
-        gate = transform.attention.gate(hidden)
-        gates[name] = gate.flatten().cpu().numpy()
-        return hidden * gate
-
-    x = imageio.pad_to_multiple(imageio.to_tensor(image), net.downsampling_factor).to(model.device)
-    y = through("g_a (latent y)", net.g_a, x)
-    z = through("h_a (hyper-latent z)", net.h_a, net.hyper_input(y))
-    bottleneck = net.entropy_bottleneck
-    through("h_s (prior)", net.h_s, bottleneck.quantize(z, "dequantize", bottleneck_medians(bottleneck)))
-    through("g_s (RGB)", net.g_s, torch.round(y))
-    return gates
+    seen = {}
+    hooks = [
+        getattr(net, name).attention.register_forward_hook(
+            lambda module, args, output, name=name: seen.__setitem__(name, args[0]))
+        for name in gated
+    ]
+    hooks.append(net.entropy_bottleneck.register_forward_hook(
+        lambda module, args, output: seen.__setitem__("z_hat", output[0])))
+    try:
+        x = imageio.pad_to_multiple(imageio.to_tensor(image, model.image_channels), net.downsampling_factor)
+        model.estimate(x.to(model.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if "h_s" in gated:
+        seen["h_s"] = net.h_s.body(seen["z_hat"])
+    return {GATED[name]: getattr(net, name).attention.gate(seen[name]).flatten().cpu().numpy() for name in gated}
 
 
 @torch.inference_mode()
