@@ -22,6 +22,11 @@ def quality_steps(quality: float) -> int:
     return round(float(quality) * QUALITY_STEPS)
 
 
+def on_quality_grid(quality: float) -> bool:
+    """Whether a stream can record ``quality`` exactly (whole hundredths)."""
+    return quality_steps(quality) / QUALITY_STEPS == quality
+
+
 DEFAULT_MODEL = "attn-hyperprior"
 DEFAULT_QUALITY = 3
 

@@ -105,6 +105,7 @@ def test_eval_errors_are_one_line(tmp_path, tiny_weights):
         ((tmp_path / "missing", "--anchors", "jpeg"), "not a directory"),
         ((folder, "--weights", tiny_weights, tiny_weights), "one point twice"),  # would be averaged into one
         ((twins, "--anchors", "jpeg"), "several images named a"),  # their rows would be merged
+        ((folder, "--weights", tiny_weights, "--qualities", "1", "3"), "drop --qualities"),  # not silently ignored
     ]:
         result = run_main(evaluate_main, [*args, "--out", tmp_path / "out"])
         err = result.stderr.decode().strip()

@@ -160,6 +160,16 @@ def test_the_cli_accepts_every_hundredth_of_a_variable_rate_models_range_and_not
             check(quality)
 
 
+def test_a_variable_rate_weights_file_refuses_a_quality_a_stream_cannot_record(variable_rate):
+    """Not silently rounded: 3.555 would be coded and reported as 3.56."""
+    from attncomp.errors import AttncompError
+
+    assert variable_rate.at(3.5).quality == 3.5
+    for quality in (3.555, 0.5, 8.5):
+        with pytest.raises(AttncompError, match="steps of 0.01"):
+            variable_rate.at(quality)
+
+
 def test_attncomp_eval_measures_a_variable_rate_file_as_one_curve(variable_rate, tmp_path):
     import json
 

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, QUALITY_STEPS, quality_steps
+from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, on_quality_grid
 from ..codec.container import DEFAULT_TILE, unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
@@ -89,7 +89,7 @@ def check_model_args(args) -> None:
     name = args.model or DEFAULT_MODEL
     lambdas = CATALOG[name].config.get("lambdas")
     if lambdas:
-        if not 1 <= args.quality <= len(lambdas) or quality_steps(args.quality) / QUALITY_STEPS != args.quality:
+        if not 1 <= args.quality <= len(lambdas) or not on_quality_grid(args.quality):
             raise AttncompError(f"quality {args.quality:g} is not between 1 and {len(lambdas)} in steps of 0.01")
     elif args.quality not in CATALOG[name].lambdas:
         raise AttncompError(

@@ -40,6 +40,8 @@ def select_models(args) -> list:
         if model.variable_rate:  # one file, a curve: at --qualities, else at each of its λs
             levels = range(1, len(model.config["lambdas"]) + 1)
             models += [model.at(q) for q in args.qualities or levels]
+        elif args.qualities and not args.model:
+            raise AttncompError(f"{path} codes at one quality (its own λ): drop --qualities, or pass variable-rate weights")
         else:
             models.append(model)
     names = args.model or ([] if args.weights else [DEFAULT_MODEL, *BASELINE_MODELS])

@@ -12,7 +12,7 @@ from typing import Mapping, Optional
 import torch
 from compressai.models import CompressionModel
 
-from ..catalog import QUALITY_STEPS, quality_steps
+from ..catalog import on_quality_grid
 from ..errors import WeightsError
 from .fixed_point import FixedPointTransform
 
@@ -111,10 +111,9 @@ class CodingModel:
                 raise WeightsError(f"{self.name} weights code at {trained_for}, not quality {quality}")
             return self
         low, high = self.network.qualities
-        if not low <= quality <= high:
-            raise WeightsError(f"{self.name} codes qualities {low:g} to {high:g}, not {quality}")
-        quality = quality_steps(quality) / QUALITY_STEPS  # what a stream records
-        return replace(self, quality=quality, lmbda=_interpolated_lambda(self.config["lambdas"], quality))
+        if not low <= quality <= high or not on_quality_grid(quality):
+            raise WeightsError(f"{self.name} codes qualities {low:g} to {high:g} in steps of 0.01, not {quality}")
+        return replace(self, quality=float(quality), lmbda=_interpolated_lambda(self.config["lambdas"], quality))
 
     def to(self, device=None, memory_format: torch.memory_format | None = None) -> CodingModel:
         """The same model on another device or memory format; a GPU codes too, since the coding indexes
