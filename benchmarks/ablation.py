@@ -39,7 +39,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from common import KODAK  # noqa: E402
+from common import kodak_dir  # noqa: E402
 
 from attncomp.catalog import COMPRESSAI_LAMBDAS  # noqa: E402
 from attncomp.evaluation import bd_rate  # noqa: E402
@@ -128,7 +128,7 @@ def main(argv=None):
     parser.add_argument("--weights", type=Path,
                         help="folder of VARIANT.pt (a round's weights-N.tar unpacked) or VARIANT.pt.xz (results/ablation/weights)")
     parser.add_argument("--compare", type=Path, help="another attempt's results folder: its curves and J beside these")
-    parser.add_argument("--images", default=str(KODAK))
+    parser.add_argument("--images", default=str(kodak_dir()))
     parser.add_argument("--limit", type=int)
     parser.add_argument("--validate", type=Path, nargs="+", default=[],
                         help="folders of VARIANT.pt a round returned unvalidated: validate them here first")
@@ -136,6 +136,9 @@ def main(argv=None):
     parser.add_argument("--split", default=str(ROOT / "configs" / "validation_split.txt"))
     args = parser.parse_args(argv)
     logs = args.results / "logs"
+    for folder in [logs, *([args.compare / "logs"] if args.compare else [])]:
+        if not folder.is_dir():
+            raise SystemExit(f"ablation: no run logs in {folder} (a results folder holds logs/VARIANT/)")
     for folder in args.validate:
         validate_exports(folder, logs, args.data, args.split)
     runs = {p.name: validations(p) for p in sorted(logs.iterdir()) if p.is_dir()}
@@ -144,7 +147,10 @@ def main(argv=None):
     if BASELINE not in variants:
         raise SystemExit(f"no validated {BASELINE} run under {logs}")
     # equal steps: a wall-clock cap may have stopped the variants at different steps
-    common = max(set.intersection(*(set(runs[v]) for v in variants)))
+    shared = set.intersection(*(set(runs[v]) for v in variants))
+    if not shared:
+        raise SystemExit(f"ablation: the variants under {logs} share no validated step; nothing compares at equal steps")
+    common = max(shared)
     at = {v: runs[v][common] for v in variants}
 
     other = {p.name: validations(p) for p in sorted((args.compare / "logs").iterdir()) if p.is_dir()} if args.compare else {}

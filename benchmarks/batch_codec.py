@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import KODAK
+from common import kodak_dir
 
 CODEC = [sys.executable, "-m", "attncomp.cli.codec"]
 
@@ -26,7 +26,7 @@ def timed(*args) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", default=str(KODAK))
+    parser.add_argument("--images", default=str(kodak_dir()))
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
     images = sorted(Path(args.images).glob("*.png"))[: args.limit]

@@ -6,14 +6,21 @@ from pathlib import Path
 
 from attncomp.models import load, load_weights
 
-KODAK = Path(os.environ.get("ATTNCOMP_DATA", "../shared/data")) / "kodak"
+
+def data_dir() -> Path:
+    """``$ATTNCOMP_DATA`` (default: the workspace's ``../shared/data``), read when a script starts."""
+    return Path(os.environ.get("ATTNCOMP_DATA", "../shared/data"))
+
+
+def kodak_dir() -> Path:
+    return data_dir() / "kodak"
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--weights", help="exported weights (default: the bundled model)")
     p.add_argument("--quality", type=int, default=3)
-    p.add_argument("--images", default=str(KODAK))
+    p.add_argument("--images", default=str(kodak_dir()))
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     return p
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from common import KODAK, model_from, parser
+from common import kodak_dir, model_from, parser
 
 
 def child(args, reuse: bool) -> None:
@@ -49,7 +49,7 @@ def main():
         for side in runs:
             out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", side], check=True, capture_output=True, text=True)
             runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{args.limit} images of {args.images or KODAK}, median of {args.repeat} processes each")
+    print(f"{args.limit} images of {args.images or kodak_dir()}, median of {args.repeat} processes each")
     for side, results in runs.items():
         seconds = statistics.median(r["seconds"] for r in results)
         print(f"{side:8} allocator: decode {seconds:.3f} s per image, peak RSS {max(r['peak_mb'] for r in results):.0f} MB")

@@ -13,13 +13,12 @@ Decode time: whole `decode` of Kodak images with each filter swapped in, against
 """
 
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import compressai_reference, model_from, parser
+from common import compressai_reference, data_dir, model_from, parser
 
 from attncomp import image as imageio
 from attncomp.codec import decode, encode
@@ -28,7 +27,6 @@ from attncomp.models.layers import PostFilter
 from attncomp.models.zoo import load_state
 from attncomp.training.data import load_folder
 
-DATA = Path(os.environ.get("ATTNCOMP_DATA", "../shared/data"))
 
 
 def synthesis(net, x):
@@ -121,7 +119,7 @@ def compressai_decode_seconds(net, images, repeats=3):
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--train", default=str(DATA / "train"))
+    p.add_argument("--train", default=str(data_dir() / "train"))
     p.add_argument("--split", default="configs/validation_split.txt")
     p.add_argument("--widths", type=int, nargs="+", default=[0, 8, 16, 32], help="0: no post-filter (time only)")
     p.add_argument("--steps", type=int, default=4000)

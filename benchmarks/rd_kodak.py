@@ -11,8 +11,8 @@ import sys
 
 from attncomp.cli.evaluate import main
 
-from common import KODAK
+from common import kodak_dir
 
 if __name__ == "__main__":
     # a later --out in the arguments overrides this default
-    sys.exit(main([str(KODAK), "--anchors", "jpeg", "webp", "avif", "jpeg2000", "--out", "results/kodak", "--force", *sys.argv[1:]]))
+    sys.exit(main([str(kodak_dir()), "--anchors", "jpeg", "webp", "avif", "jpeg2000", "--out", "results/kodak", "--force", *sys.argv[1:]]))

@@ -54,6 +54,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from attncomp.errors import AttncompError
 from attncomp.files import atomic_write
 from attncomp.models import zoo
 
@@ -213,10 +214,10 @@ def start(args, extra, run_spec: Run, stop_at: float, env: dict | None = None) -
         command += ["--model.init_weights", str(run_spec.init)]
     if resuming:
         command += ["--resume", "last"]
-    log = open(run / "train.log", "a")
     began = "resuming" if resuming else "starting from " + str(run_spec.init or "scratch")
     print(f"{run_spec.name}: {began}, budget {seconds} s", flush=True)
-    return subprocess.Popen(command + extra, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(run / "train.log", "a") as log:  # the child writes to its own copy of the descriptor
+        return subprocess.Popen(command + extra, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def summarise(run: Path, wall: float) -> dict:
@@ -339,7 +340,13 @@ def train(args, extra, runs: list[Run]) -> tuple[dict, list, dict]:
 
 
 def main(argv=None) -> int:
-    args, extra = parse(argv)
+    try:
+        return run_round(*parse(argv))
+    except AttncompError as exc:  # e.g. a damaged --init file: one line, not a traceback
+        raise SystemExit(f"gpu_round: {exc}") from None
+
+
+def run_round(args, extra) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = plan(args)
     processes, stopped, walls = train(args, extra, runs)
