@@ -43,6 +43,7 @@ from common import kodak_dir  # noqa: E402
 
 from attncomp.catalog import COMPRESSAI_LAMBDAS  # noqa: E402
 from attncomp.evaluation import bd_rate  # noqa: E402
+from attncomp.evaluation.report import format_bd  # noqa: E402
 from attncomp.evaluation.runner import curves, load_images, run  # noqa: E402
 from attncomp.models import load_weights, zoo  # noqa: E402
 
@@ -116,10 +117,6 @@ def kodak_steps(kodak: dict) -> str:
     if len(steps) == 1 and None not in steps:
         return f"Kodak columns with each variant's weights at step {steps.pop()}."
     return "Kodak columns with the weights of " + ", ".join(f"{v} at step {p.get('step', '?')}" for v, p in kodak.items()) + "."
-
-
-def fmt(value: float, unit: str = "%") -> str:
-    return "n/a" if not math.isfinite(value) else f"{value:+.1f}{unit}"
 
 
 def main(argv=None):
@@ -201,8 +198,8 @@ def main(argv=None):
             kodak_time = float(np.mean(k["decode_s"]) / np.mean(kb["decode_s"]))
         there = f" | {other[v][common]['loss']:.4f}" if common in other.get(v, {}) else " | n/a" if other else ""
         rows.append(
-            f"| {v} | {max(runs[v])} | {j:.4f}{there} | {fmt(100 * (j / j_base - 1))} | "
-            f"{fmt(bd_rate(*base, *curve))} | {fmt(kodak_bd)} | "
+            f"| {v} | {max(runs[v])} | {j:.4f}{there} | {format_bd(100 * (j / j_base - 1))} | "
+            f"{format_bd(bd_rate(*base, *curve))} | {format_bd(kodak_bd)} | "
             f"{'n/a' if not math.isfinite(kodak_time) else f'{kodak_time:.2f}x'} |"
         )
     rows += [f"| {v} | no validation | | | | | |" + " |" * bool(other) for v in unvalidated]

@@ -61,7 +61,7 @@ ZOO: dict[str, ZooEntry] = {
 }
 _WEIGHTS_DIR = resources.files(__package__) / "weights"
 _EXACT_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.", "gains", "inverse_gains")
-CDF_BUFFERS = (*compressai_adapter.CDF_BUFFERS, "scale_table")
+ENTROPY_TABLE_BUFFERS = (*compressai_adapter.CDF_BUFFERS, "scale_table")  # sized by training: resized on load
 
 
 def entry(name: str) -> ZooEntry:
@@ -262,7 +262,7 @@ def load_state(model: CompressionModel, state_dict: dict, strict: bool = True):
     """``load_state_dict`` that also resizes CDF tables already built (CompressAI only fills empty ones)."""
     for name, module in model.named_modules():
         if isinstance(module, (EntropyBottleneck, GaussianConditional)):
-            for buffer in CDF_BUFFERS:
+            for buffer in ENTROPY_TABLE_BUFFERS:
                 key = f"{name}.{buffer}"
                 if key in state_dict and buffer in module._buffers:
                     module._buffers[buffer] = torch.empty_like(state_dict[key])

@@ -7,7 +7,7 @@ from pathlib import Path
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..errors import WeightsError
-from ..models.zoo import CDF_BUFFERS, safe_load
+from ..models.zoo import ENTROPY_TABLE_BUFFERS, safe_load
 
 
 
@@ -42,7 +42,7 @@ def check_resumable(path, module) -> None:
     checkpoint = safe_load(path, "checkpoint")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "global_step" not in checkpoint:
         raise WeightsError(f"{path} is not a Lightning checkpoint")
-    expected = {k: v.shape for k, v in module.state_dict().items() if not k.endswith(CDF_BUFFERS)}
-    found = {k: v.shape for k, v in checkpoint["state_dict"].items() if not k.endswith(CDF_BUFFERS)}
+    expected = {k: v.shape for k, v in module.state_dict().items() if not k.endswith(ENTROPY_TABLE_BUFFERS)}
+    found = {k: v.shape for k, v in checkpoint["state_dict"].items() if not k.endswith(ENTROPY_TABLE_BUFFERS)}
     if expected != found:
         raise WeightsError(f"checkpoint {path} was written for a different model or configuration")
