@@ -28,7 +28,7 @@ def copy_matching_tensors(path, network) -> dict:
     source_network = zoo.build_network(payload, path)
     source, own = source_network.state_dict(), network.state_dict()
     theirs, ours = getattr(source_network, "config", {}), getattr(network, "config", {})
-    skip = [f".{name}" for name in zoo.CDF_BUFFERS]
+    skip = [f".{name}" for name in zoo.ENTROPY_TABLE_BUFFERS]
     differs = {k for k in ("attention", "postfilter", "prior") if theirs.get(k) != ours.get(k)}
     excluded = (["attention."] if "attention" in differs else []) + (["post_filter."] if "postfilter" in differs else [])
     excluded += ["h_a.", "h_s."] if "prior" in differs else []
