@@ -60,10 +60,12 @@ def keep(source: Path, dest: Path) -> list[Path]:
             partial = partials[name] = dest / f".{name}.part.xz"  # *.xz: zoo reads it as it will read the kept file
             partial.write_bytes(lzma.compress(data))
             zoo.read_weights(partial)
-    except WeightsError as exc:
+    except BaseException as exc:  # a damaged file, a full disk, Ctrl-C: no partial file stays behind
         for partial in partials.values():
             partial.unlink(missing_ok=True)
-        raise SystemExit(f"keep_weights: nothing kept: {exc}") from None
+        if isinstance(exc, WeightsError):
+            raise SystemExit(f"keep_weights: nothing kept: {exc}") from None
+        raise
     return [partial.replace(dest / f"{name}.xz") for name, partial in partials.items()]
 
 
