@@ -179,12 +179,29 @@ def plan(args) -> list[Run]:
     for name in args.variants:
         init = zoo.weights_in(args.init, name)
         before = zoo.trained_steps(zoo.read_weights(init).get("training")) if init else 0
+        before = resumed_origin(args.runs / name, before, init)
         if before >= args.steps:
             raise SystemExit(f"gpu_round: {init} has trained {before} steps, --steps {args.steps}: none left")
         config = json.dumps({**args.model_config, **ABLATION[name]})
         options = ("--model.model", VARIABLE_RATE, "--model.model_config", config, "--trainer.max_steps", str(args.steps - before))
         runs.append(Run(name, options, init, steps_before=before))
     return runs
+
+
+def resumed_origin(run: Path, init_steps: int, init: Path | None) -> int:
+    """The steps behind the start of the run in ``run`` that a round resumes: its checkpoint counts its steps
+    from the weights it first started from, which need not be ``--init``'s (those may have been kept after it
+    began). Without a checkpoint, ``init_steps``. A checkpoint behind ``--init``'s weights is refused: resuming
+    it would throw away the steps that only ``--init`` holds."""
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    if not checkpoint.is_file():
+        return init_steps
+    saved = zoo.safe_load(checkpoint, "checkpoint")
+    origin = zoo.trained_steps(saved.get("initialised_from"))
+    if origin + saved.get("global_step", 0) < init_steps:
+        raise SystemExit(f"gpu_round: {checkpoint} has trained {origin + saved.get('global_step', 0)} steps, {init} "
+                         f"{init_steps}: continue from --init with another --runs")
+    return origin
 
 
 def budget(run: Path, minutes: float, resuming: bool) -> int:

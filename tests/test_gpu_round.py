@@ -142,6 +142,30 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     assert plain.split(" | ")[2] == plain.split(" | ")[3]
 
 
+def test_a_round_resumes_a_run_from_the_steps_its_checkpoint_began_at_and_never_from_behind_init(tmp_path):
+    """A run folder trained from scratch to 4,500 steps resumes to --steps 6000 although --init's kept copy of
+    it has trained 4,500 too (counting those as behind the checkpoint would end the run at once); a checkpoint
+    behind --init's weights is refused."""
+    gpu_round = load_script("gpu_round")
+    init, runs = tmp_path / "kept", tmp_path / "runs"
+    config = dict(TINY, attention="none", postfilter="none", prior="scale")
+    save_weights(create("attn-hyperprior-vbr", **config), init / "plain.pt", "attn-hyperprior-vbr", training={"steps": 4500})
+    (runs / "plain" / "checkpoints").mkdir(parents=True)
+
+    def plain_run(steps: int):
+        args, _ = gpu_round.parse([str(tmp_path / "out"), "--plan", "ablation", "--variants", "plain", "--init",
+                                   str(init), "--runs", str(runs), "--steps", str(steps)])
+        (run,) = gpu_round.plan(args)
+        return run.steps_before, run.options[run.options.index("--trainer.max_steps") + 1]
+
+    assert plain_run(6000) == (4500, "1500")  # no checkpoint: from --init's weights
+    torch.save({"global_step": 4500, "initialised_from": None}, runs / "plain" / "checkpoints" / "last.ckpt")
+    assert plain_run(6000) == (0, "6000")
+    torch.save({"global_step": 1500, "initialised_from": {"steps": 1500}}, runs / "plain" / "checkpoints" / "last.ckpt")
+    with pytest.raises(SystemExit, match="has trained 3000 steps, .*plain.pt 4500: continue from --init with another --runs"):
+        plain_run(6000)
+
+
 def ablation_report(*argv) -> None:
     """benchmarks/ablation.py, in this process."""
     ablation_script().main([str(arg) for arg in argv])
