@@ -1,6 +1,6 @@
 """Wall-clock-budgeted training on a GPU, many runs at once on the one card; run it through gpu_round.sh.
 
-Three plans:
+Four plans:
 
 ``finetune`` (default): each bundled quality of the default model in its own
 ``attncomp-train`` process, for ``--minutes`` of training (Lightning's
@@ -16,6 +16,11 @@ from scratch with the same data, crops, seed, λ draws and schedule for ``--step
 steps (``configs/ablation.yaml``); ``--minutes`` caps each run's training time, so
 a cheaper variant may get further: ``benchmarks/ablation.py`` compares them all
 at the last validation step every one reached, and draws the learning curves.
+``fixed-rate``: the control for a variable-rate model at equal total steps (issue #18): a
+fixed-rate model of ``--variant``'s architecture at each of ``--qualities``, trained like the
+ablation's variants (same config, data, crops and schedule) for ``--steps`` steps each, so that
+four of them at S/4 steps cost what one variable-rate model costs at S.
+
 Between GPU loans the ablation goes on on the CPU: ``--one-at-a-time --accelerator cpu
 --precision 32`` trains the variants one after another, each with every core; ``--at-once K``
 trains K at a time, each with its share of the cores.
@@ -31,7 +36,7 @@ trained: only on the same machine, since checkpoints do not come back.
 What comes back, at most 8 files in OUT:
     attn-hyperprior-qN.pt  finetune: the exported weights of each quality
     attn-hyperprior-vbr.pt variable-rate: the exported weights
-    weights-N.tar          ablation: the exported weights of every variant, float16 transforms,
+    weights-N.tar          ablation, fixed-rate: the exported weights of every run, float16 transforms,
                            in as many tars as keep each under 16 MiB
     summary.json           steps, seconds, Mpix/s and the validation point of each run
     logs.tar.gz            each run's train.log, metrics.csv and validation.json (named from-S.… for a run
@@ -62,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = zoo.DEFAULT_MODEL
 LAMBDAS = zoo.entry(MODEL).lambdas
 VARIABLE_RATE = "attn-hyperprior-vbr"
+FIXED_RATE = "attn-hyperprior"  # the lite fixed-rate entry; the fixed-rate plan sets a variant's switches on it
 # The ablation's variants: overrides of the variable-rate zoo entry (lite sizes, 8 λs).
 ABLATION = {
     "plain": dict(attention="none", postfilter="none", prior="scale"),
@@ -111,17 +117,18 @@ class Run:
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the files that come back")
-    parser.add_argument("--plan", choices=["finetune", "ablation", "variable-rate"], default="finetune")
+    parser.add_argument("--plan", choices=["finetune", "ablation", "variable-rate", "fixed-rate"], default="finetune")
     parser.add_argument("--qualities", type=int, nargs="+", default=[1, 3, 5, 7], choices=sorted(LAMBDAS),
-                        help="finetune: the qualities to train")
+                        help="finetune, fixed-rate: the qualities to train")
     parser.add_argument("--variants", nargs="+", default=list(ABLATION), choices=list(ABLATION),
                         help="ablation: the variants to train")
     parser.add_argument("--steps", type=int, default=20_000,
-                        help="ablation: steps of every variant in all, a continued one training what is left (benchmarks/ablation.py compares at the last step all reached)")
+                        help="ablation, fixed-rate: steps of every run in all, a continued one training what is left (benchmarks/ablation.py compares at the last step all reached)")
     parser.add_argument("--variant", default="paper", choices=[BEST, *ABLATION],
                         help="variable-rate: the architecture, warm-started from the bundled q5 (or --init) weights; "
+                        "fixed-rate: the architecture of the fixed-rate models; "
                         f"{BEST!r}: the ablation run (--ablation-runs) with the lowest validation loss")
-    parser.add_argument("--ablation-runs", type=Path, default=Path("runs/gpu-ablation"), help="variable-rate: for --variant best")
+    parser.add_argument("--ablation-runs", type=Path, default=Path("runs/gpu-ablation"), help="--variant best: the ablation's run folders")
     parser.add_argument("--minutes", type=float, default=7.0, help="training time of this round, per run")
     parser.add_argument("--deadline", type=float,
                         help="minutes after which unfinished runs are stopped and what they exported is returned "
@@ -146,11 +153,13 @@ def parse(argv):
         args.init = zoo.bundled_weights(MODEL, 1).parent
     args.runs = args.runs or Path(f"runs/gpu-{args.plan}")
     if args.deadline is None:  # start-up, compilation and the final validation: 2 minutes a run
-        one_after_another = {"finetune": len(args.qualities), "ablation": len(args.variants)}.get(args.plan, 1)
+        one_after_another = {"finetune": len(args.qualities), "ablation": len(args.variants),
+                             "fixed-rate": len(args.qualities)}.get(args.plan, 1)
         args.deadline = (args.minutes + 2) * (-(-one_after_another // args.at_once) if args.at_once else 1)
-    if args.plan == "variable-rate" and args.variant == BEST:
+    if args.plan in ("variable-rate", "fixed-rate") and args.variant == BEST:
         args.variant = best_variant(args.ablation_runs)
-    args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if args.plan == "ablation" else "gpu.yaml"))
+    from_scratch = args.plan in ("ablation", "fixed-rate")
+    args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if from_scratch else "gpu.yaml"))
     earlier = sorted({p.name for pattern in RETURNED for p in args.out.glob(pattern)})
     if earlier:  # an old weights-N.tar beside the new ones would be kept as if this round returned it
         parser.error(f"{args.out} already holds a round's files ({', '.join(earlier)}); give an empty folder")
@@ -173,18 +182,23 @@ def plan(args) -> list[Run]:
         options = ("--model.model", VARIABLE_RATE, "--model.model_config", config,
                    "--model.warm_start", str(initial(args, f"{MODEL}-q5")))
         return [Run("vbr", options, None, f"{VARIABLE_RATE}.pt")]
-    # a variant continues from the weights an earlier round returned for it (--init NAME.pt), if any,
+    if args.plan == "fixed-rate":  # the lite fixed-rate entry with the variant's switches: no gains, one λ
+        config = json.dumps({**args.model_config, **ABLATION[args.variant]})
+        model = ("--model.model", FIXED_RATE, "--model.model_config", config)
+        specs = {f"{args.variant}-q{q}": (*model, "--lmbda", str(LAMBDAS[q])) for q in args.qualities}
+    else:
+        specs = {name: ("--model.model", VARIABLE_RATE, "--model.model_config",
+                        json.dumps({**args.model_config, **ABLATION[name]})) for name in args.variants}
+    # a run continues from the weights an earlier round returned for it (--init NAME.pt), if any,
     # for what is left of its --steps
     runs = []
-    for name in args.variants:
+    for name, options in specs.items():
         init = zoo.weights_in(args.init, name)
         before = zoo.trained_steps(zoo.read_weights(init).get("training")) if init else 0
         before = resumed_origin(args.runs / name, before, init)
         if before >= args.steps:
             raise SystemExit(f"gpu_round: {init} has trained {before} steps, --steps {args.steps}: none left")
-        config = json.dumps({**args.model_config, **ABLATION[name]})
-        options = ("--model.model", VARIABLE_RATE, "--model.model_config", config, "--trainer.max_steps", str(args.steps - before))
-        runs.append(Run(name, options, init, steps_before=before))
+        runs.append(Run(name, (*options, "--trainer.max_steps", str(args.steps - before)), init, steps_before=before))
     return runs
 
 
@@ -383,7 +397,7 @@ def run_round(args, extra) -> int:
             if (folder / "weights.pt").is_file():
                 summary[run.name] = summarise(folder, walls[run.name])
                 returned.append((run, folder / "weights.pt"))
-    if args.plan != "ablation":
+    if args.plan in ("finetune", "variable-rate"):
         for run, weights in returned:
             atomic_write(args.out / run.returned_as, lambda file, weights=weights: file.write(weights.read_bytes()))
     else:  # float16 transforms, packed in tars that each come back (the float32 files total ~46 MB)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from attncomp.catalog import COMPRESSAI_LAMBDAS
 from attncomp.codec import decode
 from attncomp.models import create, load_weights, save_weights
 
@@ -166,18 +167,68 @@ def test_a_round_resumes_a_run_from_the_steps_its_checkpoint_began_at_and_never_
         plain_run(6000)
 
 
+def test_the_fixed_rate_plan_trains_one_model_per_quality_of_a_variants_architecture_like_the_ablation(tmp_path):
+    gpu_round = load_script("gpu_round")
+    args, _ = gpu_round.parse([str(tmp_path / "out"), "--plan", "fixed-rate", "--variant", "residual-meanscale-M192",
+                               "--qualities", "1", "7", "--steps", "1500", "--init", str(tmp_path / "none"), "--one-at-a-time"])
+    assert args.config.endswith("ablation.yaml") and args.deadline == 2 * (7 + 2)  # one after the other
+    runs = gpu_round.plan(args)
+    assert [run.name for run in runs] == ["residual-meanscale-M192-q1", "residual-meanscale-M192-q7"]
+    for run, lmbda in zip(runs, ("0.0018", "0.0932")):
+        options = dict(zip(run.options[::2], run.options[1::2]))
+        assert options["--lmbda"] == lmbda and options["--trainer.max_steps"] == "1500"
+        model = create(options["--model.model"], **json.loads(options["--model.model_config"]))
+        assert model.lambdas == ()  # one λ, no gains
+        assert (model.config["prior"], model.config["attention"], model.config["M"]) == ("mean-scale", "residual", 192)
+
+
+def test_the_variable_rate_model_is_compared_with_fixed_rate_ones_per_quality_on_validation_and_kodak(tmp_path, capsys):
+    plain = dict(TINY, attention="none", postfilter="none", prior="scale")
+    torch.manual_seed(0)
+    variable_rate = tmp_path / "plain.pt"
+    save_weights(create("attn-hyperprior-vbr", **plain), variable_rate, "attn-hyperprior-vbr", training={"steps": 4})
+    for quality in (1, 3):
+        save_weights(create("attn-hyperprior", **plain), tmp_path / "fixed" / f"plain-q{quality}.pt", "attn-hyperprior",
+                     quality, COMPRESSAI_LAMBDAS[quality], training={"steps": 2})
+    train, kodak = image_folder(tmp_path / "train", 3, 64, 64), image_folder(tmp_path / "kodak", 1, 64, 96)
+    split = tmp_path / "split.txt"
+    split.write_text("img2\n")
+    compare = experiment_script("variable_rate_vs_fixed").main
+    compare([str(variable_rate), str(tmp_path / "fixed"), "--out", str(tmp_path / "out"), "--train-images", str(train),
+             "--split", str(split), "--kodak", str(kodak)])
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert table == capsys.readouterr().out.rstrip("\n") + "\n"
+    assert table.startswith("Variable-rate model plain.pt: 4 steps; the fixed-rate models: 2 (q1) + 2 (q3) = 4 steps.")
+    rows = [row.split(" | ")[:2] for row in table.splitlines() if row.startswith("| ") and "---" not in row][1:]
+    assert rows == [["| validation", "q1 (0.0018)"], ["| validation", "q3 (0.0067)"], ["| validation", "BD-rate (PSNR), decode time"],
+                    ["| Kodak", "q1 (0.0018)"], ["| Kodak", "q3 (0.0067)"], ["| Kodak", "BD-rate (PSNR), decode time"]]
+    points = json.loads((tmp_path / "out" / "points.json").read_text())
+    assert [p["quality"] for p in points["validation"]["variable_rate"]] == [1, 3]
+    assert points["Kodak"]["fixed"][0]["bpp"] > 0
+
+    # a fixed-rate model of another architecture is no control for it
+    save_weights(create("attn-hyperprior", **dict(plain, prior="mean-scale")), tmp_path / "fixed" / "plain-q5.pt",
+                 "attn-hyperprior", 5, COMPRESSAI_LAMBDAS[5])
+    with pytest.raises(SystemExit, match="the q5 model differs from the variable-rate one in prior"):
+        compare([str(variable_rate), str(tmp_path / "fixed"), "--out", str(tmp_path / "out")])
+
+
+def experiment_script(name: str):
+    """A benchmarks/ script as a module (its import of benchmarks/common.py resolved)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return load_script(name, "benchmarks")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
 def ablation_report(*argv) -> None:
     """benchmarks/ablation.py, in this process."""
     ablation_script().main([str(arg) for arg in argv])
 
 
 def ablation_script():
-    """benchmarks/ablation.py as a module (its import of benchmarks/common.py resolved)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return load_script("ablation", "benchmarks")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return experiment_script("ablation")
 
 
 def test_kept_weights_are_never_replaced_by_a_truncated_or_ambiguous_return(tmp_path, tiny_weights):
