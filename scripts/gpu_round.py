@@ -16,14 +16,14 @@ from scratch with the same data, crops, seed, λ draws and schedule for ``--step
 steps (``configs/ablation.yaml``); ``--minutes`` caps each run's training time, so
 a cheaper variant may get further: ``benchmarks/ablation.py`` compares them all
 at the last validation step every one reached, and draws the learning curves.
+Between GPU loans the ablation goes on on the CPU: ``--one-at-a-time --accelerator cpu
+--precision 32`` trains the variants one after another, each with every core; ``--at-once K``
+trains K at a time, each with its share of the cores.
+
 ``fixed-rate``: the control for a variable-rate model at equal total steps (issue #18): a
 fixed-rate model of ``--variant``'s architecture at each of ``--qualities``, trained like the
 ablation's variants (same config, data, crops and schedule) for ``--steps`` steps each, so that
 four of them at S/4 steps cost what one variable-rate model costs at S.
-
-Between GPU loans the ablation goes on on the CPU: ``--one-at-a-time --accelerator cpu
---precision 32`` trains the variants one after another, each with every core; ``--at-once K``
-trains K at a time, each with its share of the cores.
 
 Each run validates on the held-out split at the end. Each ends its training
 :data:`WIND_DOWN` seconds before ``--deadline`` (``attncomp-train --stop_at``) even if
@@ -212,9 +212,10 @@ def resumed_origin(run: Path, init_steps: int, init: Path | None) -> int:
         return init_steps
     saved = zoo.safe_load(checkpoint, "checkpoint")
     origin = zoo.trained_steps(saved.get("initialised_from"))
-    if origin + saved.get("global_step", 0) < init_steps:
-        raise SystemExit(f"gpu_round: {checkpoint} has trained {origin + saved.get('global_step', 0)} steps, {init} "
-                         f"{init_steps}: continue from --init with another --runs")
+    trained = origin + saved.get("global_step", 0)
+    if trained < init_steps:
+        raise SystemExit(f"gpu_round: {checkpoint} has trained {trained} steps, {init} {init_steps}: "
+                         "continue from --init with another --runs")
     return origin
 
 
