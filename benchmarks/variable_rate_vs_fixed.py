@@ -44,9 +44,8 @@ def fixed_rate_models(folder: Path, variable_rate) -> dict:
         models[model.quality] = model
     if len(models) < 2:
         raise SystemExit(f"variable_rate_vs_fixed: {folder} holds {len(models)} fixed-rate weights; a curve needs two")
-    shared = ("N", "M", "attention", "postfilter", "prior")
-    for quality, model in models.items():
-        differ = [k for k in shared if model.config.get(k) != variable_rate.config.get(k)]
+    for quality, model in models.items():  # every setting but the λs (a fixed-rate model has none)
+        differ = [k for k in variable_rate.config if k != "lambdas" and model.config.get(k) != variable_rate.config[k]]
         if differ:
             raise SystemExit(f"variable_rate_vs_fixed: the q{quality} model differs from the variable-rate one in "
                              f"{', '.join(differ)}: compare one architecture")

@@ -224,11 +224,7 @@ def experiment_script(name: str):
 
 def ablation_report(*argv) -> None:
     """benchmarks/ablation.py, in this process."""
-    ablation_script().main([str(arg) for arg in argv])
-
-
-def ablation_script():
-    return experiment_script("ablation")
+    experiment_script("ablation").main([str(arg) for arg in argv])
 
 
 def test_kept_weights_are_never_replaced_by_a_truncated_or_ambiguous_return(tmp_path, tiny_weights):
@@ -256,7 +252,7 @@ def test_a_round_refuses_a_folder_that_holds_an_earlier_rounds_files(tmp_path, c
 
 
 def test_the_ablation_table_says_which_weights_its_kodak_columns_measured():
-    kodak_steps = ablation_script().kodak_steps
+    kodak_steps = experiment_script("ablation").kodak_steps
     assert kodak_steps({}) == "no Kodak measurement (--weights)."
     assert kodak_steps({"plain": {"step": 4000}, "residual": {"step": 4000}}).endswith("weights at step 4000.")
     mixed = kodak_steps({"plain": {"step": 4000}, "residual": {"step": 3000}, "paper": {}})
