@@ -20,6 +20,7 @@ from attncomp.models import (
     load,
     load_weights,
 )
+from attncomp.models import layers
 from attncomp.models.zoo import upgrade_v1_hyperprior
 
 from .helpers import TINY, smooth_image
@@ -58,6 +59,22 @@ def test_the_papers_post_filter_maps_images_to_images_in_0_1():
 def test_the_residual_post_filter_starts_as_the_identity():
     x = torch.rand(1, 3, 17, 23)
     assert torch.equal(PostFilter(channels=8, residual=True)(x), x)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_the_post_filter_without_gradients_runs_in_bands_with_the_same_output(residual, monkeypatch):
+    torch.manual_seed(0)
+    post_filter = PostFilter(channels=8, residual=residual)
+    torch.nn.init.normal_(post_filter.net[4].weight, std=0.3)  # a residual filter that is not the identity
+    x = torch.rand(2, 3, 61, 40)  # 61 rows: bands of 12 (480 pixels / 40), the last one short
+    whole = post_filter(x)
+    monkeypatch.setattr(layers, "BAND_PIXELS", 480)
+    banded = []
+    monkeypatch.setattr(post_filter, "_filter", lambda band, f=post_filter._filter: banded.append(band) or f(band))
+    with torch.no_grad():
+        out = post_filter(x)
+    assert [band.shape[-2] for band in banded] == [15, 18, 18, 18, 16, 4]  # 12 rows, 3 of context either side
+    assert torch.allclose(out, whole, atol=1e-6)
 
 
 def test_attention_hyperprior_is_a_compressai_scale_hyperprior():

@@ -72,6 +72,13 @@ class ChannelAttention(nn.Module):
         return x * self.gate(x)
 
 
+HALO = 3
+"""Rows of context a row of the post-filter's output depends on, either side: one per 3×3 convolution."""
+
+BAND_PIXELS = 64 * 512
+"""Pixels per band when the post-filter runs without gradients: 64 rows of a 512-pixel tile were fastest here."""
+
+
 class PostFilter(nn.Module):
     """Decoder-side image enhancement: conv3×3(3→C) PReLU conv3×3(C→C) PReLU conv3×3(C→3), then a head.
 
@@ -98,4 +105,26 @@ class PostFilter(nn.Module):
             nn.init.zeros_(self.net[4].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or x.shape[-2] * x.shape[-1] <= 2 * BAND_PIXELS:
+            return self._filter(x)
+        return self._filter_in_bands(x)
+
+    def _filter(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.net(x) if self.residual else torch.sigmoid(self.net(x))
+
+    def _filter_in_bands(self, x: torch.Tensor) -> torch.Tensor:
+        """The same filter, a band of rows at a time, so that its C-channel intermediates stay in cache.
+
+        On a whole 512² tile they do not (32 channels: 34 MB a layer), and the filter is bound by its
+        passes over memory: in bands it ran 2.3× faster here. Each band reads ``HALO`` more rows on
+        either side, the reach of the three 3×3 convolutions, so every output row sees exactly the
+        input rows it sees in one pass.
+        """
+        height, width = x.shape[-2:]
+        rows = max(BAND_PIXELS // width, HALO)
+        out = torch.empty_like(x)
+        for top in range(0, height, rows):
+            start, stop = max(top - HALO, 0), min(top + rows + HALO, height)
+            band = self._filter(x[..., start:stop, :])
+            out[..., top : top + rows, :] = band[..., top - start : top - start + rows, :]
+        return out
