@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from compressai.models import ScaleHyperprior
+from compressai.models.utils import deconv
 
 from attncomp.errors import WeightsError
 from attncomp.models import (
@@ -75,6 +76,18 @@ def test_the_post_filter_without_gradients_runs_in_bands_with_the_same_output(re
         out = post_filter(x)
     assert [band.shape[-2] for band in banded] == [15, 18, 18, 18, 16, 4]  # 12 rows, 3 of context either side
     assert torch.allclose(out, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_the_last_synthesis_layer_is_compressais_transposed_convolution_also_when_run_as_sub_pixel(memory_format):
+    torch.manual_seed(0)
+    reference = deconv(16, 3)
+    layer = layers.SubPixelDeconv(16, 3)
+    layer.load_state_dict(reference.state_dict())  # the same weights under the same keys
+    x = torch.randn(2, 16, 9, 13).contiguous(memory_format=memory_format)
+    assert torch.equal(layer(x), reference(x))  # with gradients: the transposed convolution itself
+    with torch.no_grad():
+        assert torch.allclose(layer(x), reference(x), atol=1e-5)
 
 
 def test_attention_hyperprior_is_a_compressai_scale_hyperprior():

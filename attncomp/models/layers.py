@@ -1,8 +1,9 @@
-"""The two blocks Wirabudi et al. (2024) add to the scale hyperprior, and small tensor helpers."""
+"""The two blocks Wirabudi et al. (2024) add to the scale hyperprior, a faster last synthesis layer, and small tensor helpers."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -128,3 +129,31 @@ class PostFilter(nn.Module):
             band = self._filter(x[..., start:stop, :])
             out[..., top : top + rows, :] = band[..., top - start : top - start + rows, :]
         return out
+
+
+class SubPixelDeconv(nn.ConvTranspose2d):
+    """CompressAI's 5×5 stride-2 transposed convolution that, without gradients, runs as a sub-pixel one.
+
+    g_s ends in one such layer from N channels to 3, and as a transposed convolution it ran at a quarter
+    of the speed of the layers before it (21 ms on a 512² output here). The same map is a 3×3
+    convolution to the 4 phases of each 2×2 output block followed by a pixel shuffle (11 ms). Weights,
+    state-dict keys and training are those of the transposed convolution.
+    """
+
+    # output phase a of input row m reads input rows m-1, m, m+1 through these kernel rows (5: none)
+    TAPS = torch.tensor([[4, 2, 0], [5, 3, 1]])
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 5, stride=2, padding=2, output_padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        return F.pixel_shuffle(F.conv2d(x, self.phase_weight(), self.bias.repeat_interleave(4), padding=1), 2)
+
+    def phase_weight(self) -> torch.Tensor:
+        """(out·4, in, 3, 3): output channel o's phase (a, b) at index 4·o + 2·a + b, as pixel_shuffle reads it."""
+        padded = F.pad(self.weight, (0, 1, 0, 1))  # (in, out, 6, 6), the 6th row and column zero
+        taps = self.TAPS.to(self.weight.device)
+        phases = padded[:, :, taps][..., taps]  # (in, out, a, row tap, b, column tap)
+        return phases.permute(1, 2, 4, 0, 3, 5).reshape(self.out_channels * 4, self.in_channels, 3, 3)

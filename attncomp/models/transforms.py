@@ -12,7 +12,7 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
-from .layers import ChannelAttention
+from .layers import ChannelAttention, SubPixelDeconv
 
 ATTENTION = ("none", "paper", "residual")
 
@@ -56,7 +56,7 @@ class SynthesisTransform(Transform):
     def __init__(self, N: int, M: int, attention: str = "none", reduction: int = 16):
         body = nn.Sequential(
             deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+            deconv(N, N), GDN(N, inverse=True), SubPixelDeconv(N, 3),
         )  # fmt: skip
         super().__init__(body, attention_block(attention, 3, reduction))
 
