@@ -19,14 +19,18 @@ def kodak_dir() -> Path:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--weights", help="exported weights (default: the bundled model)")
-    p.add_argument("--quality", type=int, default=3)
+    p.add_argument("--quality", type=int, default=3, help="the bundled model's, or a variable-rate file's")
     p.add_argument("--images", default=str(kodak_dir()))
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     return p
 
 
 def model_from(args):
-    return load_weights(args.weights) if args.weights else load("attn-hyperprior", args.quality)
+    """``--weights`` (a variable-rate file at ``--quality``), else the bundled model at ``--quality``."""
+    if not args.weights:
+        return load("attn-hyperprior", args.quality)
+    model = load_weights(args.weights)
+    return model.at(args.quality) if model.variable_rate else model
 
 
 def compressai_reference(net):

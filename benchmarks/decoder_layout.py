@@ -47,8 +47,6 @@ def timed_decode(data, model, name: str):
 def main():
     args = parser(__doc__).parse_args()
     model = model_from(args)
-    if model.quality is None and model.variable_rate:
-        model = model.at(args.quality)
     best = {name: [] for name in LAYOUTS}
     difference = 0
     for path in imageio.list_images(args.images)[: args.limit]:

@@ -13,7 +13,6 @@ from common import model_from, parser
 
 from attncomp import image as imageio
 from attncomp.codec import encode
-from attncomp.compressai_adapter import bottleneck_medians
 from attncomp.models import rd
 
 
@@ -23,13 +22,9 @@ def estimated_bits(model, x, exact=True):
     if exact:
         return rd.bits(model.likelihoods(x)).item()
     net = model.network
-    y = net.g_a(x)
-    z = net.h_a(net.hyper_input(y))
-    _, z_likelihoods = net.entropy_bottleneck(z)
-    z_hat = net.entropy_bottleneck.quantize(z, "dequantize", bottleneck_medians(net.entropy_bottleneck))
-    means, scales = net.split_prior(net.h_s(z_hat))
-    _, y_likelihoods = net.gaussian_conditional(y, scales, means)
-    return rd.bits({"y": y_likelihoods, "z": z_likelihoods}).item()
+    quality = model.quality if model.variable_rate else None
+    # the prior comes from whatever transform is passed as the exact one: here the float h_s itself
+    return rd.bits(net.quantized_latents(x, quality=quality, exact=net.h_s)[1]).item()
 
 
 def main():
