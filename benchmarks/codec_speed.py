@@ -5,31 +5,22 @@ the way CompressAI's own evaluation runs it (eval mode, no_grad, float h_s). att
 runs its real path: the container, exact fixed-point h_s, the extra attention blocks
 and the post-filter. Pillow codecs are timed for context. Ratios > 1 mean slower.
 
-    python benchmarks/codec_speed.py [--weights FILE] [--limit N]
+    python benchmarks/codec_speed.py [--weights FILE] [--limit N] [--repeats R]
 """
-
-import time
 
 import numpy as np
 import torch
-from common import compressai_reference, model_from, parser
+from common import best_times, compressai_reference, model_from, parser
 
 from attncomp import image as imageio
 from attncomp.codec import decode, encode
 from attncomp.evaluation.anchors import roundtrip
 
 
-def best_of(fn, repeats=2):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main():
-    args = parser(__doc__).parse_args()
+    p = parser(__doc__)
+    p.add_argument("--repeats", type=int, default=3, help="timings per image and side, taken in turns")
+    args = p.parse_args()
     model = model_from(args)
     net = model.network
     reference = compressai_reference(net)
@@ -39,12 +30,21 @@ def main():
         image = imageio.open_image(path)
         x = imageio.pad_to_multiple(imageio.to_tensor(image), 64)
         with torch.no_grad():
-            ref_enc = best_of(lambda: reference.compress(x))
             coded = reference.compress(x)
-            ref_dec = best_of(lambda: reference.decompress(coded["strings"], coded["shape"]))
-        ours_enc = best_of(lambda: encode(image, model))
         data = encode(image, model)
-        ours_dec = best_of(lambda: decode(data, model))
+
+        def reference_encode():
+            with torch.no_grad():
+                reference.compress(x)
+
+        def reference_decode():
+            with torch.no_grad():
+                reference.decompress(coded["strings"], coded["shape"])
+
+        encodes = best_times({"reference": reference_encode, "ours": lambda: encode(image, model)}, args.repeats)
+        decodes = best_times({"reference": reference_decode, "ours": lambda: decode(data, model)}, args.repeats)
+        ref_enc, ours_enc = encodes["reference"], encodes["ours"]
+        ref_dec, ours_dec = decodes["reference"], decodes["ours"]
         jpeg = roundtrip(image, "jpeg", 75)
         webp = roundtrip(image, "webp", 75)
         rows.append((ref_enc, ref_dec, ours_enc, ours_dec, jpeg[2], jpeg[3], webp[2], webp[3]))

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 from attncomp.models import load, load_weights
@@ -45,3 +46,14 @@ def compressai_reference(net):
     reference.load_state_dict({k: v for k, v in ours.items() if k in reference.state_dict()}, strict=False)
     reference.update(force=True)
     return reference
+
+
+def best_times(fns: dict, repeats: int) -> dict:
+    """The best of ``repeats`` timings of each function, taken in turns so that a busy moment hits all of them."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}

@@ -5,16 +5,15 @@ convolution (:mod:`attncomp.models.layers`); with gradients both run as in train
 function either way, so the decoded images should match (the largest pixel difference is printed:
 float summation order may move a rounding). Ratios < 1 mean the inference layout is faster.
 
-    python benchmarks/decoder_layout.py [--weights FILE] [--quality Q] [--limit N]
+    python benchmarks/decoder_layout.py [--weights FILE] [--quality Q] [--limit N] [--repeats R]
 """
 
 import contextlib
-import time
 from unittest import mock
 
 import numpy as np
 import torch
-from common import model_from, parser
+from common import best_times, model_from, parser
 from torch import nn
 
 from attncomp import image as imageio
@@ -37,31 +36,27 @@ def layout(one_pass: bool, transposed: bool):
     return stack
 
 
-def timed_decode(data, model, name: str):
+def decode_in(name: str, data, model) -> np.ndarray:
     with layout(*LAYOUTS[name]):
-        start = time.perf_counter()
-        image = decode(data, model)
-        return time.perf_counter() - start, np.asarray(image, dtype=np.int16)
+        return np.asarray(decode(data, model), dtype=np.int16)
 
 
 def main():
-    args = parser(__doc__).parse_args()
+    p = parser(__doc__)
+    p.add_argument("--repeats", type=int, default=3, help="timings per image and layout, taken in turns")
+    args = p.parse_args()
     model = model_from(args)
     best = {name: [] for name in LAYOUTS}
     difference = 0
     for path in imageio.list_images(args.images)[: args.limit]:
         data = encode(imageio.open_image(path), model)
-        times = {name: [] for name in LAYOUTS}
-        for _ in range(2):  # alternately, so that a busy moment of the machine hits every layout
-            for name in LAYOUTS:
-                seconds, pixels = timed_decode(data, model, name)
-                times[name].append(seconds)
-                if name == "training":
-                    reference = pixels
-                difference = max(difference, int(np.abs(pixels - reference).max()))
+        reference = decode_in("training", data, model)
         for name in LAYOUTS:
-            best[name].append(min(times[name]))
-        print(f"{path.name}: " + ", ".join(f"{name} {min(times[name]):.3f} s" for name in LAYOUTS))
+            difference = max(difference, int(np.abs(decode_in(name, data, model) - reference).max()))
+        times = best_times({name: lambda name=name: decode_in(name, data, model) for name in LAYOUTS}, args.repeats)
+        for name in LAYOUTS:
+            best[name].append(times[name])
+        print(f"{path.name}: " + ", ".join(f"{name} {times[name]:.3f} s" for name in LAYOUTS))
     base = np.mean(best["training"])
     print(f"\n{len(best['training'])} images, {torch.get_num_threads()} threads, {model.name}")
     for name in LAYOUTS:
