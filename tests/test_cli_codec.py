@@ -93,6 +93,18 @@ def test_decoded_file_equals_library_decode_and_info_describes_it(tmp_path, png,
     assert "attn-hyperprior" in info and "90×70" in info and "custom weights" in info
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_decodes_in_bf16_only_where_it_is_fast(tmp_path, png, tiny_weights, monkeypatch, fast):
+    for module in ("attncomp.codec.codec", "attncomp.models.layers"):
+        monkeypatch.setattr(f"{module}.bfloat16_is_fast", lambda device: fast)
+    encode(png(70, 90), tmp_path / "a.atc", tiny_weights)
+    result = run("decode", tmp_path / "a.atc", tmp_path / "bf16.png", "--weights", tiny_weights, "--bf16")
+    run("decode", tmp_path / "a.atc", tmp_path / "float32.png", "--weights", tiny_weights)
+    assert result.returncode == 0 and result.stderr.decode().rstrip().endswith(", bf16") == fast
+    bf16, float32 = (np.asarray(Image.open(tmp_path / f"{name}.png"), np.int16) for name in ("bf16", "float32"))
+    assert (0 < np.abs(bf16 - float32).max() <= 2) if fast else np.array_equal(bf16, float32)
+
+
 def test_stdin_and_stdout(tmp_path, png, tiny_weights):
     stream = run("encode", "-", "-", "--weights", tiny_weights, stdin=png(33, 44).read_bytes())
     assert stream.returncode == 0 and stream.stdout[:4] == b"ATNC"

@@ -48,6 +48,16 @@ def test_decoded_image_equals_forward_reconstruction_in_eval_mode(tiny_model):
 
 
 @torch.no_grad()
+def test_bf16_synthesis_moves_the_image_a_little_and_the_latents_not_at_all(tiny_model):
+    coded = tiny_model.compress(image_tensor())
+    exact = tiny_model.decompress(coded["strings"], coded["shape"])
+    fast = tiny_model.decompress(coded["strings"], coded["shape"], bf16=True)
+    assert torch.equal(fast["y_hat"], exact["y_hat"])
+    assert fast["x_hat"].dtype == torch.float32
+    assert 0 < (fast["x_hat"] - exact["x_hat"]).abs().max() <= 2 / 255
+
+
+@torch.no_grad()
 def test_a_model_left_in_train_mode_codes_with_the_exact_scales(tiny_model, monkeypatch):
     x = image_tensor()
     coded = tiny_model.compress(x)

@@ -141,8 +141,9 @@ class CodingModel:
     def compress_latents(self, latents) -> dict:
         return self.network.compress_latents(latents, **self._rate(), **self._exact())
 
-    def decompress(self, strings, shape) -> dict:
-        return self.network.decompress(strings, shape, **self._rate(), **self._exact())
+    def decompress(self, strings, shape, bf16: bool = False) -> dict:
+        """ŷ decoded exactly and synthesised, with ``bf16`` under bf16 autocast (see the network's ``decompress``)."""
+        return self.network.decompress(strings, shape, **self._rate(), **self._exact(), bf16=bf16)
 
     def relaxed_rate_distortion(self, latents, quantize):
         return self.network.relaxed_rate_distortion(latents, quantize, **self._rate())

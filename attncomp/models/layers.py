@@ -1,4 +1,4 @@
-"""The two blocks Wirabudi et al. (2024) add to the scale hyperprior, a faster last synthesis layer, and small tensor helpers."""
+"""The two blocks Wirabudi et al. (2024) add to the scale hyperprior, a faster last synthesis layer, and precision helpers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ def in_float32(fn):
     def wrapped(*tensors):
         with torch.autocast(device_type=tensors[0].device.type, enabled=False):
             return fn(*(t.float() for t in tensors))
+
+    return wrapped
+
+
+def in_bfloat16(fn, enabled: bool = True):
+    """``fn`` run under bf16 autocast (when ``enabled``), its float32 inputs and output left float32.
+
+    For decoder-side synthesis only, after entropy decoding: nothing there feeds back into the
+    coding, so reduced precision costs some PSNR but never the exactness of the stream.
+    """
+
+    def wrapped(*tensors):
+        with torch.autocast(device_type=tensors[0].device.type, dtype=torch.bfloat16, enabled=enabled):
+            return fn(*tensors).float()
 
     return wrapped
 

@@ -7,7 +7,7 @@ from compressai.entropy_models import EntropyBottleneck
 from compressai.models import CompressionModel
 from torch import nn
 
-from .layers import in_float32
+from .layers import in_bfloat16, in_float32
 
 
 class SpatialAttentionAE(CompressionModel):
@@ -75,6 +75,7 @@ class SpatialAttentionAE(CompressionModel):
         code = self.encode(x).float()
         return {"strings": [self.entropy_bottleneck.compress(code)], "shape": tuple(code.shape[-2:])}
 
-    def decompress(self, strings: list, shape) -> dict:
+    def decompress(self, strings: list, shape, bf16: bool = False) -> dict:
+        """The code decoded exactly, then the decoder in float32 or, with ``bf16``, under bf16 autocast."""
         code_hat = self.entropy_bottleneck.decompress(strings[0], tuple(shape))
-        return {"x_hat": self.decoder(code_hat).clamp_(0, 1), "y_hat": code_hat}
+        return {"x_hat": in_bfloat16(self.decoder, bf16)(code_hat).clamp_(0, 1), "y_hat": code_hat}
