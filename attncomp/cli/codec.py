@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--weights", metavar="FILE", help="the weights file the stream was encoded with, if not bundled")
     dec.add_argument("--format", help="image format when the extension does not tell (PNG, WEBP, JPEG…)")
     dec.add_argument("--bf16", action="store_true",
-                     help="synthesise in bf16 where it is fast (AVX-512 CPU, GPU; else float32): about 0.6x the "
+                     help="synthesise in bf16 where it is fast (AVX-512 CPU, GPU; else float32): 0.6-0.7x the "
                      "decode time, a few hundredths of a dB lower PSNR; the latents are decoded exactly either way")
     dec.add_argument("--force", action="store_true", help="overwrite an existing output")
     dec.set_defaults(run=cmd_decode)
