@@ -64,15 +64,31 @@ def test_fractional_qualities_are_kept_in_hundredths():
     assert unpack(pack(stream)).quality == 3.25
 
 
-def test_version_1_streams_with_a_one_byte_quality_are_still_read():
-    """Version 1 stored the quality in one byte; everything after it is laid out as in version 2."""
-    stream = sample()
+def older(stream, version: int) -> bytes:
+    """``stream`` in an earlier layout: versions 1 and 2 have no context byte, version 1 a one-byte quality."""
     current = pack(stream)[:-4]
     name_end = 6 + len(stream.model)
-    old = bytearray(current[:name_end] + bytes([stream.quality]) + current[name_end + 2 :])
-    old[4] = 1
-    again = unpack(bytes(old) + struct.pack("<I", zlib.crc32(old)))
-    assert again == stream
+    context = name_end + 2 + 8 + 4 + 4 + 1 + 2  # after quality, hash, width, height, mode, tile size
+    old = bytearray(current[:context] + current[context + 1 :])
+    if version == 1:
+        old = old[:name_end] + bytes([stream.quality]) + old[name_end + 2 :]
+    old[4] = version
+    return bytes(old) + struct.pack("<I", zlib.crc32(old))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_earlier_versions_are_still_read_as_tiles_without_context(version):
+    stream = sample()
+    assert unpack(older(stream, version)) == stream and stream.context == 0
+
+
+def test_the_context_round_trips_and_an_absurd_one_is_refused():
+    stream = sample()
+    stream.context = 2
+    assert unpack(pack(stream)).context == 2
+    stream.context = 200
+    with pytest.raises(StreamError, match="context"):
+        unpack(pack(stream))
 
 
 def test_absurd_dimensions_are_rejected_before_allocation():

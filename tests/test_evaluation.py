@@ -62,14 +62,14 @@ def test_estimated_rate_is_measured_on_the_tiles_the_codec_codes():
     model, image = load("attn-hyperprior", 1), smooth_image(150, 200)
     x = imageio.to_tensor(imageio.open_image(image), 3)
     pixels, estimates = x[0, 0].numel(), []
-    for tile in (64, 1024):  # small tiles cost more bits (edges, a hyper-latent each): the estimate must follow
+    for tile in (64, 1024):  # small tiles cost more bits (a hyper-latent each, with its edges): the estimate must follow
         stream = unpack(encode(image, model, tile_size=tile))
         coded_bits = 8 * sum(len(s) for _, strings in stream.tiles for s in strings)
         estimates.append(estimated_bpp(model, imageio.open_image(image), tile_size=tile))
         strings = sum(len(strings) for _, strings in stream.tiles)
         # what the estimate leaves out: the range coder's final state and escapes, a few bytes per string
         assert 0 <= coded_bits - estimates[-1] * pixels <= 8 * 8 * strings
-    assert estimates[0] > 1.2 * estimates[1]
+    assert estimates[0] > 1.05 * estimates[1]
 
 
 def test_report_from_two_tiny_images(tmp_path, tiny_weights):

@@ -10,6 +10,7 @@ from torch.overrides import TorchFunctionMode
 
 from attncomp import image as imageio
 from attncomp.codec import decode, encode, tile_boxes, unpack
+from attncomp.codec.tiles import CONTEXT, latent_canvas, synthesis_window
 from attncomp.models import load_weights
 
 from .helpers import smooth_image
@@ -24,22 +25,35 @@ def model(tiny_weights):
 
 
 def whole_image_tiles(image: np.ndarray, model):
-    """What the encoder coded before: tiles cut from one float32 tensor of the whole image."""
-    x = imageio.to_tensor(imageio.open_image(image), 3)
+    """What the encoder codes, cut from one float32 tensor of the whole (padded) image: each tile with the
+    context around it that the padded image holds."""
+    factor, margin = model.downsampling_factor, CONTEXT * model.latent_stride
+    x = imageio.pad_to_multiple(imageio.to_tensor(imageio.open_image(image), 3), factor)
     tiles = []
     for top, left, h, w in tile_boxes(*image.shape[:2], TILE):
-        out = model.compress(imageio.pad_to_multiple(x[..., top : top + h, left : left + w], model.downsampling_factor))
+        bottom, right = top + -(-h // factor) * factor, left + -(-w // factor) * factor
+        t0, l0 = max(top - margin, 0), max(left - margin, 0)
+        region = x[..., t0 : bottom + margin, l0 : right + margin]
+        core = tuple(slice((a - a0) // model.latent_stride, (b - a0) // model.latent_stride)
+                     for a, b, a0 in ((top, bottom, t0), (left, right, l0)))  # fmt: skip
+        out = model.compress_latents(model.analysis(region, core))
         tiles.append((tuple(out["shape"]), [strings[0] for strings in out["strings"]]))
     return tiles
 
 
 def whole_canvas_decode(data: bytes, model) -> Image.Image:
-    """What the decoder returned before: a float32 canvas of the whole image, rounded to 8 bits at the end."""
+    """A float32 canvas of the whole image, rounded to 8 bits at the end, from each tile's window of ŷ."""
     stream = unpack(data)
+    latents = None
+    for (top, left, _, _), (shape, strings) in zip(stream.tile_boxes(), stream.tiles):
+        y_hat = model.decompress_latents([[s + bytes(16)] for s in strings], shape)
+        latents = latent_canvas(model, (stream.height, stream.width), y_hat) if latents is None else latents
+        latents[..., top // 16 : top // 16 + y_hat.shape[-2], left // 16 : left // 16 + y_hat.shape[-1]] = y_hat
     canvas = torch.empty(1, 3, stream.height, stream.width)
-    for (top, left, h, w), (shape, strings) in zip(stream.tile_boxes(), stream.tiles):
-        x_hat = model.decompress([[s + bytes(16)] for s in strings], shape)["x_hat"]
-        canvas[..., top : top + h, left : left + w] = x_hat[..., :h, :w]
+    for top, left, h, w in stream.tile_boxes():
+        (rows, cols), keep, (dy, dx) = synthesis_window((top, left, h, w), stream.context, 16, latents.shape[-2:])
+        x_hat = model.synthesize(latents[..., rows, cols], keep=keep)
+        canvas[..., top : top + h, left : left + w] = x_hat[..., dy : dy + h, dx : dx + w]
     return imageio.to_image(canvas, stream.mode)
 
 
@@ -71,17 +85,18 @@ class LargestImageTensor(TorchFunctionMode):
         return out
 
 
-def test_no_tensor_spans_more_than_a_tile(model):
+def test_no_tensor_spans_more_than_a_tile_and_its_context(model):
     """Memory grows with the tile, not the image: no float copy of the image, no float canvas.
 
     Every image-shaped tensor (the input tile, the activations, the decoded tile) fits in
-    one tile; a float image or canvas of the whole 128×192 would be 192 wide.
+    one tile and the context around it (2 latents of 16 px either side); a float image or
+    canvas of the whole 128×256 would be 256 wide.
     """
     with LargestImageTensor() as encoding:
-        data = encode(smooth_image(128, 192), model, tile_size=TILE)
+        data = encode(smooth_image(128, 256), model, tile_size=TILE)
     with LargestImageTensor() as decoding:
-        assert decode(data, model).size == (192, 128)
-    assert encoding.side == decoding.side == TILE  # the tile itself is the largest
+        assert decode(data, model).size == (256, 128)
+    assert encoding.side == decoding.side == TILE + 2 * CONTEXT * 16  # a middle tile and its context
 
 
 def test_a_tile_converts_like_the_same_crop_of_the_whole_image():

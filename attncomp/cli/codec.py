@@ -265,7 +265,8 @@ def cmd_info(args) -> None:
     print(f"quality:      {f'{stream.quality:g}' if stream.quality else 'custom weights'}")
     print(f"weights hash: {stream.weights_hash.hex()}")
     print(f"image:        {stream.width}×{stream.height} {stream.mode}")
-    print(f"tiles:        {len(stream.tiles)} of {stream.tile_size} px")
+    context = f", each reading {stream.context} latents of its neighbours" if stream.context else ", each decoded alone"
+    print(f"tiles:        {len(stream.tiles)} of {stream.tile_size} px{context}")
     print(f"latents:      {', '.join('×'.join(map(str, shape)) for shape, _ in stream.tiles)}")
     print(f"size:         {len(data)} bytes ({payload} entropy-coded), {8 * len(data) / (stream.width * stream.height):.4f} bpp")
 

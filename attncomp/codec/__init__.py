@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 _HOMES = {
     "DEFAULT_TILE": ".container",
-    "coded_tiles": ".codec",
+    "coded_tiles": ".tiles",
     "decode": ".codec",
     "encode": ".codec",
     "model_for": ".codec",
@@ -27,8 +27,9 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:
-    from .codec import coded_tiles, decode, encode, model_for
+    from .codec import decode, encode, model_for
     from .container import DEFAULT_TILE, FORMAT_VERSION, Stream, pack, tile_boxes, unpack
+    from .tiles import coded_tiles
 
 
 def __getattr__(name: str):

@@ -13,8 +13,9 @@ from ..errors import StreamError, WeightsError
 from ..files import read_bytes
 from ..models import CodingModel, zoo
 from ..models.layers import bfloat16_is_fast
-from .container import DEFAULT_TILE, Stream, pack, tile_boxes, unpack
+from .container import DEFAULT_TILE, MAX_CONTEXT, Stream, pack, unpack
 from .refine import refine_latents
+from .tiles import coded_tiles, latent_canvas, synthesis_window, tile_context
 
 _GUARD = bytes(16)
 _PASS_WEIGHTS = "pass the weights file it was encoded with (--weights)"
@@ -36,13 +37,15 @@ def _checked(model) -> CodingModel:
 @torch.inference_mode()
 def encode(
     source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int = 0,
-    max_pixels: int = imageio.DEFAULT_MAX_PIXELS,
+    max_pixels: int = imageio.DEFAULT_MAX_PIXELS, context: int | None = None,
 ) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) into an attncomp stream.
 
     ``refine_steps`` > 0 optimises each tile's latents for that many steps
     (:mod:`attncomp.codec.refine`): slower encoding, fewer bits for the same
-    quality, a stream any attncomp decoder reads.
+    quality, a stream any attncomp decoder reads. ``context``: latents each
+    tile reads across its borders (:mod:`attncomp.codec.tiles`; default: all
+    the model's transforms reach, 0 for tiles that code alone).
     """
     model = _checked(model if model is not None else zoo.load())
     factor = model.downsampling_factor
@@ -52,23 +55,23 @@ def encode(
         raise ValueError("refine steps must be 0 or more")
     if refine_steps and not model.supports_refinement:
         raise WeightsError(f"{model.name} does not support encoder-side refinement (--refine)")
+    context = tile_context(model) if context is None else context
+    if not 0 <= context <= MAX_CONTEXT:
+        raise ValueError(f"context must be 0 to {MAX_CONTEXT} latents")
+    if context and not model.latent_stride:
+        raise ValueError(f"{model.name} codes its tiles alone: its context must be 0")
     img = imageio.open_image(source, max_pixels)
-    stream = Stream(model.name, model.quality or 0, model.weights_hash, img.width, img.height, img.mode, tile_size)
-    for (_, _, h, w), tile in coded_tiles(img, model, tile_size):
+    stream = Stream(model.name, model.quality or 0, model.weights_hash, img.width, img.height, img.mode, tile_size,
+                    context)  # fmt: skip
+    for (_, _, h, w), tile, core in coded_tiles(img, model, tile_size, context):
         if refine_steps:
-            out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps))
+            out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps, core=core))
+        elif core is not None:
+            out = model.compress_latents(model.analysis(tile, core))
         else:
             out = model.compress(tile)
         stream.tiles.append((tuple(out["shape"]), [strings[0] for strings in out["strings"]]))
     return pack(stream)
-
-
-def coded_tiles(image: Image.Image, model: CodingModel, tile_size: int = DEFAULT_TILE):
-    """(box, tile) for each tile of an ``L``/``RGB`` image as the codec codes it: float32, padded to the
-    model's downsampling factor, on the model's device. The image stays 8-bit: one tile at a time is float."""
-    for box in tile_boxes(image.height, image.width, tile_size):
-        tile = imageio.tile_to_tensor(image, box, model.image_channels)
-        yield box, imageio.pad_to_multiple(tile, model.downsampling_factor).to(model.device)
 
 
 def model_for(stream: Stream, model=None):
@@ -108,19 +111,50 @@ def decode(data, model=None, max_pixels: int = imageio.DEFAULT_MAX_PIXELS, bf16:
     factor = model.downsampling_factor
     if stream.tile_size % factor:
         raise StreamError(f"stream tile size {stream.tile_size} is not a multiple of {factor}")
-    channels = model.image_channels
-    per_tile = _strings_per_tile(model)
+    if stream.context and not model.latent_stride:
+        raise StreamError(f"stream's tiles read context across their borders, which {stream.model} does not code")
     bf16 = bf16 and bfloat16_is_fast(model.device)
-    mode = "L" if stream.mode == "L" or channels == 1 else "RGB"
+    mode = "L" if stream.mode == "L" or model.image_channels == 1 else "RGB"
     # 8-bit from the start: each tile is rounded as it is decoded, so no float image of the whole size exists
     canvas = Image.new(mode, (stream.width, stream.height))
-    for (top, left, h, w), (shape, strings) in zip(stream.tile_boxes(), stream.tiles):
+    tiles = _tiles_with_context(stream, model, bf16) if stream.context else _tiles_alone(stream, model, bf16)
+    for (top, left, h, w), x_hat in tiles:
+        canvas.paste(imageio.to_image(x_hat[..., :h, :w], mode), (left, top))
+    return canvas
+
+
+def _coded_strings(stream: Stream, model: CodingModel):
+    """(box, strings, shape) of each tile, checked against the image and the model."""
+    factor, per_tile = model.downsampling_factor, _strings_per_tile(model)
+    for box, (shape, strings) in zip(stream.tile_boxes(), stream.tiles):
         if len(strings) != per_tile:
             raise StreamError(f"stream has {len(strings)} coded strings per tile, {stream.model} writes {per_tile}")
-        expected = (-(-h // factor), -(-w // factor))
+        expected = (-(-box[2] // factor), -(-box[3] // factor))
         if tuple(shape) != expected:
             raise StreamError(f"tile latent shape {tuple(shape)} does not match the image ({expected})")
         # zero padding keeps the range decoder's look-ahead inside the buffer on hostile input
-        x_hat = model.decompress([[s + _GUARD] for s in strings], shape, bf16)["x_hat"]
-        canvas.paste(imageio.to_image(x_hat[..., :h, :w], mode), (left, top))
-    return canvas
+        yield box, [[s + _GUARD] for s in strings], shape
+
+
+def _tiles_alone(stream: Stream, model: CodingModel, bf16: bool):
+    """(box, image) of each tile, decoded on its own (streams without context)."""
+    for box, strings, shape in _coded_strings(stream, model):
+        yield box, model.decompress(strings, shape, bf16)["x_hat"]
+
+
+def _tiles_with_context(stream: Stream, model: CodingModel, bf16: bool):
+    """(box, image) of each tile, synthesised with ``stream.context`` latents of its neighbours around it.
+
+    Every tile's ŷ is decoded first, into one latent canvas (1/256 of the pixels, M channels: 96 MB for
+    48 megapixels with M = 128), then each tile is synthesised from its window of it.
+    """
+    latents, stride = None, model.latent_stride
+    for (top, left, _, _), strings, shape in _coded_strings(stream, model):
+        y_hat = model.decompress_latents(strings, shape)
+        if latents is None:
+            latents = latent_canvas(model, (stream.height, stream.width), y_hat)
+        rows, cols = y_hat.shape[-2:]
+        latents[..., top // stride : top // stride + rows, left // stride : left // stride + cols] = y_hat
+    for box in stream.tile_boxes():
+        window, keep, (dy, dx) = synthesis_window(box, stream.context, stride, latents.shape[-2:])
+        yield box, model.synthesize(latents[..., window[0], window[1]], bf16, keep)[..., dy:, dx:]

@@ -12,6 +12,8 @@ All integers are little-endian. Offsets are in bytes::
     width, height      4, 4   pixels of the source image
     mode               1      0 = grayscale (L), 1 = RGB
     tile size          2      pixels per tile side (a multiple of the model's downsampling factor)
+    context            1      latent rows and columns of neighbouring tiles the synthesis reads (0: tiles
+                              decode independently); version 3 on
     strings per tile k 1      2 for the hyperprior (y, z), 1 for the autoencoder
     tiles, row-major:
       latent h, w      2, 2   shape of the entropy model's smallest latent
@@ -22,7 +24,8 @@ The CRC is checked before anything is parsed, so a corrupted or truncated
 stream is rejected with a clear error, never decoded into a wrong image.
 
 Version 1 stored the quality in one byte as a whole number (fixed-rate models
-only); it is still read.
+only); versions 1 and 2 have no context byte (their tiles decode independently).
+Both are still read.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ from ..errors import StreamError
 # is measured in the README, "Memory"). Any multiple of the model's downsampling factor below 65536 is a valid stream.
 DEFAULT_TILE = 512
 MAGIC = b"ATNC"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+MAX_CONTEXT = 8  # more is never written, and would let a stream make each tile synthesise a large part of the image
 MODES = ("L", "RGB")
-_HEADER_TAIL = struct.Struct("<H8sIIBHB")
+_HEADER_TAIL = struct.Struct("<H8sIIBHBB")
+_HEADER_TAIL_V2 = struct.Struct("<H8sIIBHB")
 _HEADER_TAIL_V1 = struct.Struct("<B8sIIBHB")
 _TILE = struct.Struct("<HH")
 _LENGTH = struct.Struct("<I")
@@ -58,6 +63,7 @@ class Stream:
     height: int
     mode: str
     tile_size: int
+    context: int = 0  # latents of the neighbouring tiles that each tile's synthesis reads; 0: independent tiles
     tiles: list = field(default_factory=list)  # [(latent_shape, [bytes, ...]), ...]
 
     @property
@@ -91,6 +97,7 @@ def pack(stream: Stream) -> bytes:
             stream.height,
             MODES.index(stream.mode),
             stream.tile_size,
+            stream.context,
             strings_per_tile,
         ),
     ]
@@ -140,19 +147,25 @@ def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
         model = reader.take(name_length).decode("ascii")
     except UnicodeDecodeError:
         raise StreamError("stream names no valid model") from None
+    context = 0
     if version == 1:
         quality, weights_hash, width, height, mode, tile_size, per_tile = reader.unpack(_HEADER_TAIL_V1)
     else:
-        steps, weights_hash, width, height, mode, tile_size, per_tile = reader.unpack(_HEADER_TAIL)
+        if version == 2:
+            steps, weights_hash, width, height, mode, tile_size, per_tile = reader.unpack(_HEADER_TAIL_V2)
+        else:
+            steps, weights_hash, width, height, mode, tile_size, context, per_tile = reader.unpack(_HEADER_TAIL)
         quality = steps / QUALITY_STEPS
         quality = int(quality) if quality.is_integer() else quality
     if mode >= len(MODES):
         raise StreamError(f"unknown image mode {mode} in stream")
     if width < 1 or height < 1 or tile_size < 1 or per_tile < 1:
         raise StreamError("stream header has an empty image, tile or string list")
+    if context > MAX_CONTEXT:
+        raise StreamError(f"stream tile context {context} exceeds {MAX_CONTEXT} latents")
     if max_pixels is not None and width * height > max_pixels:
         raise StreamError(f"stream image of {width}×{height} exceeds the limit of {max_pixels} pixels")
-    stream = Stream(model, quality, weights_hash, width, height, MODES[mode], tile_size)
+    stream = Stream(model, quality, weights_hash, width, height, MODES[mode], tile_size, context)
     rows, cols = stream.grid
     if rows * cols * (_TILE.size + per_tile * _LENGTH.size) > len(body):
         raise StreamError("stream is truncated (fewer tiles than the image needs)")

@@ -76,9 +76,14 @@ def _frozen(network):
 
 def refine_latents(
     model: CodingModel, x_padded: torch.Tensor, size: tuple[int, int], steps: int, lmbda: float | None = None,
-    seed: int = 0,
+    seed: int = 0, core=None,
 ):
-    """Latents for ``x_padded`` that code the image region ``size`` (h, w) at a lower RD loss."""
+    """Latents for ``x_padded`` that code the image region ``size`` (h, w) at a lower RD loss.
+
+    With ``core`` (a tile with context around it, :mod:`attncomp.codec.tiles`), g_a reads the context and
+    the core's latents are refined against the core's pixels, synthesised on their own: the decoder's
+    synthesis also reads the neighbours' latents, which the loss leaves out.
+    """
     if not model.supports_refinement:
         raise WeightsError(f"{model.name} does not support encoder-side refinement")
     lmbda = lmbda if lmbda is not None else model.lmbda
@@ -88,9 +93,13 @@ def refine_latents(
         raise WeightsError("refinement lowers λ·255²·MSE + bpp, and these weights were trained for MS-SSIM")
     with torch.inference_mode(False), torch.enable_grad(), _frozen(model.network):
         x_padded = x_padded.clone()
-        x = x_padded[..., : size[0], : size[1]]
         with torch.no_grad():
-            start = model.analysis(x_padded)
+            start = model.analysis(x_padded, core)
+        if core is not None:
+            stride = model.latent_stride
+            x_padded = x_padded[..., core[0].start * stride : core[0].stop * stride,
+                                core[1].start * stride : core[1].stop * stride]  # fmt: skip
+        x = x_padded[..., : size[0], : size[1]]
         latents = [t.clone().requires_grad_(True) for t in start]
         optimizer = torch.optim.Adam(latents, lr=LEARNING_RATE)
         generator = torch.Generator(x.device).manual_seed(seed)

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .. import image as imageio
 from ..codec import DEFAULT_TILE, coded_tiles, decode, encode
+from ..codec.tiles import tile_context
 from ..errors import AttncompError
 from ..models import CodingModel, rd
 from . import anchors
@@ -77,7 +78,8 @@ def model_setting(model: CodingModel) -> str:
 @torch.inference_mode()
 def estimated_bpp(model: CodingModel, image, tile_size: int = DEFAULT_TILE) -> float:
     """−Σ log2 p over the latents of an ``L``/``RGB`` image, tile by tile as the codec codes them."""
-    total = sum(rd.bits(model.likelihoods(tile)).item() for _, tile in coded_tiles(image, model, tile_size))
+    tiles = coded_tiles(image, model, tile_size, tile_context(model))
+    total = sum(rd.bits(model.likelihoods(tile, core)).item() for _, tile, core in tiles)
     return total / (image.width * image.height)
 
 

@@ -15,6 +15,7 @@ from compressai.models import CompressionModel
 from ..catalog import on_quality_grid
 from ..errors import WeightsError
 from .fixed_point import FixedPointTransform
+from .layers import in_bfloat16
 
 
 def state_hash(state_dict: Mapping[str, torch.Tensor]) -> bytes:
@@ -141,6 +142,21 @@ class CodingModel:
     def compress_latents(self, latents) -> dict:
         return self.network.compress_latents(latents, **self._rate(), **self._exact())
 
+    @property
+    def latent_stride(self) -> int:
+        """Pixels per latent along each side, for a network that codes tiles with context around them
+        (``analysis(x, core)``, ``decompress_latents``, ``synthesis``); 0 for one whose tiles code alone."""
+        return getattr(type(self.network), "latent_stride", 0)
+
+    def decompress_latents(self, strings, shape) -> torch.Tensor:
+        """ŷ as the network's synthesis takes it, decoded exactly."""
+        return self.network.decompress_latents(strings, shape, **self._rate(), **self._exact())
+
+    def synthesize(self, y_hat: torch.Tensor, bf16: bool = False, keep=None) -> torch.Tensor:
+        """The image of ``y_hat`` in [0, 1]; ``bf16`` as for :meth:`decompress`, ``keep`` as for the network's
+        ``synthesis``."""
+        return in_bfloat16(lambda y: self.network.synthesis(y, keep), bf16)(y_hat).clamp_(0, 1)
+
     def decompress(self, strings, shape, bf16: bool = False) -> dict:
         """ŷ decoded exactly and synthesised, with ``bf16`` under bf16 autocast (see the network's ``decompress``)."""
         return self.network.decompress(strings, shape, **self._rate(), **self._exact(), bf16=bf16)
@@ -152,16 +168,22 @@ class CodingModel:
         """The network's forward pass at this quality: reconstruction and likelihoods (the estimated rate)."""
         return self.network(x, **self._rate(), **self._exact())
 
-    def likelihoods(self, x: torch.Tensor) -> dict:
-        """The likelihoods of ``x``'s latents at this quality (the estimated rate), without synthesising it."""
-        return self.network.quantized_latents(x, **self._rate(), **self._exact())[1]
+    def likelihoods(self, x: torch.Tensor, core=None) -> dict:
+        """The likelihoods of ``x``'s latents (its ``core``'s, given one) at this quality (the estimated rate),
+        without synthesising it."""
+        return self.network.quantized_latents(x, **self._rate(), **self._exact(), **_core(core))[1]
 
-    def analysis(self, x: torch.Tensor):
-        return self.network.analysis(x)
+    def analysis(self, x: torch.Tensor, core=None):
+        return self.network.analysis(x, **_core(core))
 
     @property
     def supports_refinement(self) -> bool:
         return hasattr(self.network, "relaxed_rate_distortion")
+
+
+def _core(core) -> dict:
+    """``core`` as a keyword for the networks that take one (those with a ``latent_stride``)."""
+    return {} if core is None else {"core": core}
 
 
 def _interpolated_lambda(lambdas, quality: float) -> float:

@@ -21,6 +21,14 @@ SCALE_TABLE = get_scale_table(0.11, 64, 256)
 POSTFILTER = ("none", "paper", "residual")
 
 
+Core = tuple[slice, slice]
+"""Rows and columns of a tensor: a tile's own latents when it holds context around them, or pixels to keep."""
+
+
+def cropped(y: torch.Tensor, core: Optional[Core]) -> torch.Tensor:
+    return y if core is None else y[..., core[0], core[1]]
+
+
 def _gained(gain, *tensors):
     """Each tensor (or None) scaled by a variable-rate model's gain; all unchanged for a fixed-rate model."""
     if gain is None:
@@ -71,6 +79,8 @@ class AttentionHyperprior(ScaleHyperprior):
     memory format. Pass them a prebuilt :class:`FixedPointTransform` of h_s to
     skip rounding the weights on every call.
     """
+
+    latent_stride = 16  # pixels per element of y along each side: g_a's four stride-2 convolutions
 
     def __init__(
         self,
@@ -168,8 +178,10 @@ class AttentionHyperprior(ScaleHyperprior):
             return means, scales
         return None, params
 
-    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
-        return self.post_filter(self.g_s(y_hat))
+    def synthesis(self, y_hat: torch.Tensor, keep: Optional[Core] = None) -> torch.Tensor:
+        """g_s then the post-filter; ``keep`` (pixel rows, columns) crops g_s's output before the post-filter,
+        to the pixels wanted and the :data:`~attncomp.models.layers.HALO` around them that it reads."""
+        return self.post_filter(cropped(self.g_s(y_hat), keep))
 
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         """What h_a sees: |y| for a scale prior (Ballé et al.), y itself for a mean-scale prior."""
@@ -186,10 +198,11 @@ class AttentionHyperprior(ScaleHyperprior):
 
     def quantized_latents(
         self, x: torch.Tensor, levels: Optional[torch.Tensor] = None, quality: Optional[float] = None,
-        exact: Optional[FixedPointTransform] = None,
+        exact: Optional[FixedPointTransform] = None, core: Optional[Core] = None,
     ) -> tuple[torch.Tensor, dict]:
-        """The forward pass up to g_s: (ŷ as g_s takes it, likelihoods) — all a rate estimate needs."""
-        return self._quantized_at(self._latents_and_prior(x, exact), *self._gains(levels, quality))
+        """The forward pass up to g_s: (ŷ as g_s takes it, likelihoods) — all a rate estimate needs.
+        ``core``: see :meth:`analysis`."""
+        return self._quantized_at(self._latents_and_prior(x, exact, core), *self._gains(levels, quality))
 
     def each_level(self, x: torch.Tensor, exact: Optional[FixedPointTransform] = None):
         """An iterator over ``forward(x, levels=…)`` at each level of a variable-rate model, in order.
@@ -212,9 +225,9 @@ class AttentionHyperprior(ScaleHyperprior):
 
         return outputs()
 
-    def _latents_and_prior(self, x: torch.Tensor, exact: Optional[FixedPointTransform]) -> tuple:
+    def _latents_and_prior(self, x: torch.Tensor, exact: Optional[FixedPointTransform], core=None) -> tuple:
         """(y, means or None, scales, z's likelihoods): the part of the forward pass every rate shares."""
-        y = self.g_a(x)
+        y = cropped(self.g_a(x), core)
         z = self.h_a(self.hyper_input(y))
         z_hat, z_likelihoods = in_float32(self.entropy_bottleneck)(z)
         # float h_s while training (differentiable); exact otherwise, so evaluation sees the coder's numbers
@@ -243,9 +256,13 @@ class AttentionHyperprior(ScaleHyperprior):
 
     # -- encoder-side refinement -----------------------------------------------------------------
 
-    def analysis(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The latents the encoder codes: y and the hyper-latent z."""
-        y = self.g_a(x).float()
+    def analysis(self, x: torch.Tensor, core: Optional[Core] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latents the encoder codes: y and the hyper-latent z.
+
+        ``core`` (latent rows, latent columns) is the part of y that is coded when ``x`` is a tile with
+        context around it (:mod:`attncomp.codec`): y is cropped to it, and z summarises the crop.
+        """
+        y = cropped(self.g_a(x).float(), core)
         return y, self.h_a(self.hyper_input(y)).float()
 
     def relaxed_rate_distortion(self, latents, quantize, quality: Optional[float] = None):
@@ -308,6 +325,11 @@ class AttentionHyperprior(ScaleHyperprior):
     def decompress(self, strings: list, shape, quality: Optional[float] = None, exact=None, bf16: bool = False) -> dict:
         """ŷ decoded exactly, then synthesised: in float32, or with ``bf16`` under bf16 autocast (faster where
         the device has bf16 kernels, a little less PSNR; ŷ is the same either way)."""
+        y_hat = self.decompress_latents(strings, shape, quality, exact)
+        return {"x_hat": in_bfloat16(self.synthesis, bf16)(y_hat).clamp_(0, 1), "y_hat": y_hat}
+
+    def decompress_latents(self, strings: list, shape, quality: Optional[float] = None, exact=None) -> torch.Tensor:
+        """ŷ as g_s takes it, decoded exactly: the same numbers as the encoder's on any machine."""
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
         means, indexes, _, inverse = self._coding_prior(z_hat, quality, exact)
         # the symbols land on the model's device; the coder's float64 numbers (means, gains) live on the CPU
@@ -316,5 +338,4 @@ class AttentionHyperprior(ScaleHyperprior):
             y_hat = y_hat + means
         if inverse is not None:
             y_hat = y_hat * inverse
-        y_hat = y_hat.float().to(z_hat.device)
-        return {"x_hat": in_bfloat16(self.synthesis, bf16)(y_hat).clamp_(0, 1), "y_hat": y_hat}
+        return y_hat.float().to(z_hat.device)
