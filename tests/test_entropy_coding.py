@@ -206,16 +206,17 @@ def test_vectorised_scale_indexes_equal_compressais_loop(tiny_model):
 FIXTURE = Path(__file__).parent / "data"
 
 
-@pytest.mark.parametrize("stem", ["tiny", "tiny_vbr"])
+@pytest.mark.parametrize("stem", ["tiny", "tiny_vbr", "tiny_ctx"])
 def test_a_stream_written_by_an_earlier_attncomp_still_decodes(stem):
     """tests/data holds streams, their weights and their latents, made once by tests/data/make_fixture.py.
 
     ``tiny``: format 1 (positional weight names, one-byte quality), a scale prior; ``tiny_vbr``:
-    format 2, a variable-rate mean-scale model at quality 3.25. A change to the container, the
-    fixed-point h_s, the gains or the entropy coder that would silently mis-decode the streams
-    users already have fails here.
+    format 2, a variable-rate mean-scale model at quality 3.25; ``tiny_ctx``: format 3, the same
+    model and image in tiles with context. A change to the container, the fixed-point h_s, the
+    gains, the entropy coder or the tiling that would silently mis-decode the streams users
+    already have fails here.
     """
-    model = load_weights(FIXTURE / f"{stem}.pt")
+    model = load_weights(FIXTURE / f"{'tiny_vbr' if stem == 'tiny_ctx' else stem}.pt")
     data = (FIXTURE / f"{stem}.atc").read_bytes()
     stream = unpack(data)
     model = model.at(stream.quality) if model.variable_rate else model
@@ -226,7 +227,7 @@ def test_a_stream_written_by_an_earlier_attncomp_still_decodes(stem):
     assert np.array_equal(decoded, expected)
     assert np.count_nonzero(expected) > len(expected) // 2  # a fixture of zeros would test little
 
-    image = np.asarray(decode(FIXTURE / f"{stem}.atc", load_weights(FIXTURE / f"{stem}.pt")), dtype=int)
+    image = np.asarray(decode(FIXTURE / f"{stem}.atc", model), dtype=int)
     reference = np.asarray(Image.open(FIXTURE / f"{stem}.png"), dtype=int)
     assert image.shape == reference.shape and np.abs(image - reference).max() <= 2  # float synthesis
 

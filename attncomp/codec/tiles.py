@@ -5,10 +5,11 @@ alone, each tile's transforms see zero padding at its borders, and the borders c
 bits (about 1% on Kodak with 512-px tiles, more on large photos) and show as seams at
 low rates. With ``context`` c > 0, a tile's analysis reads c latents' worth of the
 image around it and codes only its own latents (its ``core``), and a tile's synthesis
-reads c latents of its neighbours' ŷ: tiles then join as one image would. c = 2 is all
-that g_s and the post-filter reach (a latent's five-tap transposed convolutions and
-three 3×3 convolutions), so synthesis in tiles equals synthesis of the whole latent
-wherever the transforms have no global step (the channel attention's pooling has one).
+reads c latents of its neighbours' ŷ: tiles then join as one image would. c = 2 (32 px
+for the hyperprior) is all that g_a reaches (four 5×5 stride-2 convolutions: 30 px) and
+all that g_s and the post-filter reach (five-tap transposed convolutions, three 3×3
+convolutions), so tiles code and synthesise as the whole image would wherever the
+transforms have no global step (the channel attention's pooling has one).
 Entropy coding stays per tile, exact and unchanged.
 """
 
@@ -20,14 +21,12 @@ from PIL import Image
 
 from .. import image as imageio
 from ..models import CodingModel
+from ..models.hyperprior import Core
 from ..models.layers import HALO
 from .container import DEFAULT_TILE, tile_boxes
 
 CONTEXT = 2
 """Latents of context an encoder gives each tile, for a model that codes tiles with context."""
-
-Core = tuple[slice, slice]
-
 
 def tile_context(model: CodingModel) -> int:
     """The context this codec writes for ``model``: :data:`CONTEXT`, or 0 for a model whose tiles code alone."""
