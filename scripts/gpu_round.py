@@ -17,8 +17,9 @@ steps (``configs/ablation.yaml``); ``--minutes`` caps each run's training time, 
 a cheaper variant may get further: ``benchmarks/ablation.py`` compares them all
 at the last validation step every one reached, and draws the learning curves.
 Between GPU loans the ablation goes on on the CPU: ``--one-at-a-time --accelerator cpu
---precision 32`` trains the variants one after another, each with every core; ``--at-once K``
-trains K at a time, each with its share of the cores.
+--precision bf16-mixed`` (``32`` on a CPU without AVX-512, where bf16 is far slower) trains the
+variants one after another, each with every core; ``--at-once K`` trains K at a time, each with
+its share of the cores.
 
 ``fixed-rate``: the control for a variable-rate model at equal total steps (issue #18): a
 fixed-rate model of ``--variant``'s architecture at each of ``--qualities``, trained like the
