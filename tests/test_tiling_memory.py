@@ -90,13 +90,15 @@ def test_no_tensor_spans_more_than_a_tile_and_its_context(model):
 
     Every image-shaped tensor (the input tile, the activations, the decoded tile) fits in
     one tile and the context around it (2 latents of 16 px either side); a float image or
-    canvas of the whole 128×256 would be 256 wide.
+    canvas of the whole 128×256 would be 256 wide. Decoding, g_s computes the tile and only
+    the few rows and columns around it that its later layers read.
     """
     with LargestImageTensor() as encoding:
         data = encode(smooth_image(128, 256), model, tile_size=TILE)
     with LargestImageTensor() as decoding:
         assert decode(data, model).size == (256, 128)
-    assert encoding.side == decoding.side == TILE + 2 * CONTEXT * 16  # a middle tile and its context
+    assert encoding.side == TILE + 2 * CONTEXT * 16  # a middle tile and the context g_a reads
+    assert TILE < decoding.side < TILE + 16
 
 
 def test_a_tile_converts_like_the_same_crop_of_the_whole_image():

@@ -70,8 +70,9 @@ def synthesis_window(box, context: int, stride: int, latent_size: tuple[int, int
     neighbours' on each side within ``latent_size``; the pixels of g_s's output over them that the post-filter
     needs, the tile's and :data:`HALO` around them; where the tile starts in the post-filter's output).
 
-    g_s needs the context; the post-filter, three 3×3 convolutions, only its halo, so it filters no more
-    than that.
+    g_s reads the context but computes, at each resolution, only what the tile's pixels and the
+    post-filter's halo depend on (:class:`~attncomp.models.transforms.SynthesisTransform`); the
+    post-filter, three 3×3 convolutions, filters the tile and its halo.
     """
     top, left, h, w = box
     first_row, first_col = max(top // stride - context, 0), max(left // stride - context, 0)

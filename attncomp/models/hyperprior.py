@@ -179,9 +179,9 @@ class AttentionHyperprior(ScaleHyperprior):
         return None, params
 
     def synthesis(self, y_hat: torch.Tensor, keep: Optional[Core] = None) -> torch.Tensor:
-        """g_s then the post-filter; ``keep`` (pixel rows, columns) crops g_s's output before the post-filter,
-        to the pixels wanted and the :data:`~attncomp.models.layers.HALO` around them that it reads."""
-        return self.post_filter(cropped(self.g_s(y_hat), keep))
+        """g_s then the post-filter; with ``keep`` (pixel rows, columns: the pixels wanted and the
+        :data:`~attncomp.models.layers.HALO` around them that the post-filter reads), g_s computes only those."""
+        return self.post_filter(self.g_s(y_hat, keep))
 
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         """What h_a sees: |y| for a scale prior (Ballé et al.), y itself for a mean-scale prior."""

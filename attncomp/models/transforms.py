@@ -51,7 +51,14 @@ class AnalysisTransform(Transform):
 
 
 class SynthesisTransform(Transform):
-    """g_s: quantised latent ŷ → image; the paper gates the 3 output channels."""
+    """g_s: quantised latent ŷ → image; the paper gates the 3 output channels.
+
+    ``forward(y, keep)`` computes only the output pixels ``keep`` (rows, columns) and what they
+    depend on: after each of the four 5×5 stride-2 transposed convolutions, the activations are
+    cropped to the rows and columns the later layers read (GDN is per pixel). A tile synthesised
+    with context around it (:mod:`attncomp.codec.tiles`) so costs a few rows per layer more than the
+    tile alone, not the whole context at every resolution. The gate then pools over ``keep``.
+    """
 
     def __init__(self, N: int, M: int, attention: str = "none", reduction: int = 16):
         body = nn.Sequential(
@@ -59,6 +66,30 @@ class SynthesisTransform(Transform):
             deconv(N, N), GDN(N, inverse=True), SubPixelDeconv(N, 3),
         )  # fmt: skip
         super().__init__(body, attention_block(attention, 3, reduction))
+
+    def forward(self, x, keep=None):
+        if keep is None:
+            return super().forward(x)
+        upsamplings = [i for i, layer in enumerate(self.body) if isinstance(layer, nn.ConvTranspose2d)]
+        needed = [keep]  # what each upsampling's output must hold, from the last one back
+        for _ in upsamplings[1:]:
+            needed.append(tuple(transposed_inputs(span) for span in needed[-1]))
+        regions = dict(zip(upsamplings, reversed(needed)))
+        top = left = 0  # where x starts in the rows and columns of the uncropped computation
+        for i, layer in enumerate(self.body):
+            x = layer(x)
+            if i in regions:  # an upsampling: its output starts at twice its input's start
+                rows, cols = regions[i]
+                x = x[..., rows.start - 2 * top : rows.stop - 2 * top, cols.start - 2 * left : cols.stop - 2 * left]
+                top, left = rows.start, cols.start
+        return self.attention(x)
+
+
+def transposed_inputs(outputs: slice) -> slice:
+    """The input rows (or columns) from which a 5×5 stride-2 transposed convolution with padding 2 computes
+    the output rows ``outputs``: output o reads the inputs i with |2i + 2 - o| ≤ 2. Starts below 0 are clipped
+    (zero padding lies there, as in the whole image); ends past the input are clipped by slicing."""
+    return slice(max(-(-(outputs.start - 2) // 2), 0), (outputs.stop + 1) // 2 + 1)
 
 
 class HyperAnalysis(Transform):
