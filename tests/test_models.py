@@ -22,6 +22,7 @@ from attncomp.models import (
     load_weights,
 )
 from attncomp.models import layers
+from attncomp.models.transforms import SynthesisTransform
 from attncomp.models.zoo import upgrade_v1_hyperprior
 
 from .helpers import TINY, smooth_image
@@ -88,6 +89,16 @@ def test_the_last_synthesis_layer_is_compressais_transposed_convolution_also_whe
     assert torch.equal(layer(x), reference(x))  # with gradients: the transposed convolution itself
     with torch.no_grad():
         assert torch.allclose(layer(x), reference(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("keep", [(slice(0, 40), slice(0, 64)), (slice(21, 77), slice(35, 90)), (slice(70, 96), slice(3, 5))])
+def test_synthesis_of_a_region_equals_the_same_region_of_the_whole_synthesis(keep):
+    """g_s asked for ``keep`` computes only what those pixels read, and gets them right (no gate: it pools)."""
+    torch.manual_seed(0)
+    g_s = SynthesisTransform(16, 24).eval()
+    y = torch.randn(1, 24, 6, 8) * 3
+    with torch.no_grad():
+        torch.testing.assert_close(g_s(y, keep), g_s(y)[..., keep[0], keep[1]], atol=1e-5, rtol=1e-4)
 
 
 def test_attention_hyperprior_is_a_compressai_scale_hyperprior():
