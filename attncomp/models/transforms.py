@@ -87,7 +87,7 @@ class SynthesisTransform(Transform):
 
 def transposed_inputs(outputs: slice) -> slice:
     """The input rows (or columns) from which a 5×5 stride-2 transposed convolution with padding 2 computes
-    the output rows ``outputs``: output o reads the inputs i with |2i + 2 - o| ≤ 2. Starts below 0 are clipped
+    the output rows ``outputs``: output o reads the inputs i with |2i − o| ≤ 2. Starts below 0 are clipped
     (zero padding lies there, as in the whole image); ends past the input are clipped by slicing."""
     return slice(max(-(-(outputs.start - 2) // 2), 0), (outputs.stop + 1) // 2 + 1)
 
