@@ -66,10 +66,8 @@ def encode(
     for (_, _, h, w), tile, core in coded_tiles(img, model, tile_size, context):
         if refine_steps:
             out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps, core=core))
-        elif core is not None:
-            out = model.compress_latents(model.analysis(tile, core))
         else:
-            out = model.compress(tile)
+            out = model.compress(tile, core)
         stream.tiles.append((tuple(out["shape"]), [strings[0] for strings in out["strings"]]))
     return pack(stream)
 

@@ -15,7 +15,6 @@ from compressai.models import CompressionModel
 from ..catalog import on_quality_grid
 from ..errors import WeightsError
 from .fixed_point import FixedPointTransform
-from .layers import in_bfloat16
 
 
 def state_hash(state_dict: Mapping[str, torch.Tensor]) -> bytes:
@@ -136,8 +135,9 @@ class CodingModel:
             raise WeightsError(f"{self.name} is a variable-rate model: choose a quality with .at(quality)")
         return {"quality": self.quality}
 
-    def compress(self, x: torch.Tensor) -> dict:
-        return self.network.compress(x, **self._rate(), **self._exact())
+    def compress(self, x: torch.Tensor, core=None) -> dict:
+        """``x`` coded; ``core`` names the latents of a tile that holds context around them (see ``analysis``)."""
+        return self.network.compress(x, **self._rate(), **self._exact(), **_core(core))
 
     def compress_latents(self, latents) -> dict:
         return self.network.compress_latents(latents, **self._rate(), **self._exact())
@@ -153,9 +153,8 @@ class CodingModel:
         return self.network.decompress_latents(strings, shape, **self._rate(), **self._exact())
 
     def synthesize(self, y_hat: torch.Tensor, bf16: bool = False, keep=None) -> torch.Tensor:
-        """The image of ``y_hat`` in [0, 1]; ``bf16`` as for :meth:`decompress`, ``keep`` as for the network's
-        ``synthesis``."""
-        return in_bfloat16(lambda y: self.network.synthesis(y, keep), bf16)(y_hat).clamp_(0, 1)
+        """The image of ``y_hat`` in [0, 1] (the network's ``decoded_image``)."""
+        return self.network.decoded_image(y_hat, bf16, keep)
 
     def decompress(self, strings, shape, bf16: bool = False) -> dict:
         """ŷ decoded exactly and synthesised, with ``bf16`` under bf16 autocast (see the network's ``decompress``)."""

@@ -288,8 +288,9 @@ class AttentionHyperprior(ScaleHyperprior):
 
     # -- coding -----------------------------------------------------------------------------------
 
-    def compress(self, x: torch.Tensor, quality: Optional[float] = None, exact=None) -> dict:
-        return self.compress_latents(self.analysis(x), quality, exact)
+    def compress(self, x: torch.Tensor, quality: Optional[float] = None, exact=None, core: Optional[Core] = None) -> dict:
+        """``x`` coded; ``core``: see :meth:`analysis`."""
+        return self.compress_latents(self.analysis(x, core), quality, exact)
 
     def _coding_prior(self, z_hat, quality, exact):
         """float64 (means or None, scale indexes, gain or None, inverse gain or None), identical on both sides."""
@@ -326,7 +327,12 @@ class AttentionHyperprior(ScaleHyperprior):
         """ŷ decoded exactly, then synthesised: in float32, or with ``bf16`` under bf16 autocast (faster where
         the device has bf16 kernels, a little less PSNR; ŷ is the same either way)."""
         y_hat = self.decompress_latents(strings, shape, quality, exact)
-        return {"x_hat": in_bfloat16(self.synthesis, bf16)(y_hat).clamp_(0, 1), "y_hat": y_hat}
+        return {"x_hat": self.decoded_image(y_hat, bf16), "y_hat": y_hat}
+
+    def decoded_image(self, y_hat: torch.Tensor, bf16: bool = False, keep: Optional[Core] = None) -> torch.Tensor:
+        """The image of decoded latents in [0, 1]: :meth:`synthesis` (of ``keep`` only, given it) in float32,
+        or under bf16 autocast with ``bf16``."""
+        return in_bfloat16(lambda y: self.synthesis(y, keep), bf16)(y_hat).clamp_(0, 1)
 
     def decompress_latents(self, strings: list, shape, quality: Optional[float] = None, exact=None) -> torch.Tensor:
         """ŷ as g_s takes it, decoded exactly: the same numbers as the encoder's on any machine."""
