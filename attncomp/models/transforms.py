@@ -88,7 +88,7 @@ class SynthesisTransform(Transform):
         bands = []
         for top in range(rows.start, rows.stop, step):
             band = slice(top, min(top + step, rows.stop))
-            band_regions = {**regions, **_upsampling_regions(upsamplings[-2:], (band, keep[1]))}
+            band_regions = _upsampling_regions(upsamplings[-2:], (band, keep[1]))
             needed = transposed_inputs(band_regions[tail][0])  # the rows of x the band reads
             start = needed.start - origin[0]
             bands.append(self._run(tail, len(self.body), x[..., start : needed.stop - origin[0], :],
