@@ -89,6 +89,8 @@ def test_decoded_file_equals_library_decode_and_info_describes_it(tmp_path, png,
     run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", tiny_weights)
     expected = decode((tmp_path / "a.atc").read_bytes(), load_weights(tiny_weights))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), np.asarray(expected))
+    idat = (tmp_path / "b.png").read_bytes().split(b"IDAT", 1)[1]
+    assert idat[1] >> 6 == 0  # the zlib header's FLEVEL: written at the fastest level, not Pillow's default
     info = run("info", tmp_path / "a.atc").stdout.decode()
     assert "attn-hyperprior" in info and "90×70" in info and "custom weights" in info
 

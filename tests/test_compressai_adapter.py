@@ -26,3 +26,15 @@ def test_the_internal_likelihoods_are_the_ones_forward_computes():
     y_hat, expected = conditional(y, scales, means)
     assert torch.allclose(adapter.conditional_likelihoods(conditional, y_hat, scales, means), expected)
     assert adapter.scale_bound(conditional) == conditional.lower_bound_scale(torch.zeros(1)).item()
+
+
+def test_the_decoded_symbols_are_the_ones_compressais_decompress_returns():
+    torch.manual_seed(0)
+    conditional = GaussianConditional(None).eval()
+    conditional.update_scale_table(torch.exp(torch.linspace(-2, 3, 16)))
+    scales, means = torch.rand(2, 4, 3, 5) * 8, torch.randn(2, 4, 3, 5)
+    indexes = conditional.build_indexes(scales)
+    strings = conditional.compress(torch.randn(2, 4, 3, 5) * 6, indexes, means)
+    symbols = adapter.conditional_symbols(conditional, strings, indexes)
+    assert symbols.dtype == torch.float64 and symbols.abs().max() > 2
+    assert torch.equal(symbols + means.double(), conditional.decompress(strings, indexes, torch.float64, means.double()))

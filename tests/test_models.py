@@ -21,7 +21,7 @@ from attncomp.models import (
     load,
     load_weights,
 )
-from attncomp.models import layers
+from attncomp.models import layers, transforms
 from attncomp.models.transforms import SynthesisTransform
 from attncomp.models.zoo import upgrade_v1_hyperprior
 
@@ -99,6 +99,22 @@ def test_synthesis_of_a_region_equals_the_same_region_of_the_whole_synthesis(kee
     y = torch.randn(1, 24, 6, 8) * 3
     with torch.no_grad():
         torch.testing.assert_close(g_s(y, keep), g_s(y)[..., keep[0], keep[1]], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("keep, bands", [(None, 6), ((slice(21, 77), slice(35, 90)), 4)])
+def test_synthesis_without_gradients_runs_its_last_upsamplings_in_bands_with_the_same_output(keep, bands, monkeypatch):
+    torch.manual_seed(0)
+    g_s = SynthesisTransform(16, 24, attention="paper").eval()  # the gate pools over all bands together
+    y = torch.randn(1, 24, 6, 8) * 3  # a 96×128 image
+    with torch.no_grad():
+        one_pass = g_s(y, keep)
+        columns = 128 if keep is None else 55
+        monkeypatch.setattr(transforms, "SYNTHESIS_BAND_PIXELS", 16 * columns)  # bands of 16 rows
+        runs = []
+        monkeypatch.setattr(g_s, "_run", lambda first, *rest, run=g_s._run: runs.append(first) or run(first, *rest))
+        banded = g_s(y, keep)
+    assert runs.count(0) == 1 and len(runs) == 1 + bands  # the layers before the bands run once
+    torch.testing.assert_close(banded, one_pass, atol=1e-5, rtol=1e-4)
 
 
 def test_attention_hyperprior_is_a_compressai_scale_hyperprior():

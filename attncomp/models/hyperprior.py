@@ -10,7 +10,9 @@ from compressai.models.base import get_scale_table
 from torch import nn
 
 from ..catalog import QUALITY_STEPS, quality_steps
-from ..compressai_adapter import bottleneck_likelihoods, bottleneck_medians, conditional_likelihoods, scale_bound
+from ..compressai_adapter import (
+    bottleneck_likelihoods, bottleneck_medians, conditional_likelihoods, conditional_symbols, scale_bound,
+)
 from .fixed_point import FixedPointTransform
 from .layers import PostFilter, in_bfloat16, in_float32
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
@@ -338,8 +340,8 @@ class AttentionHyperprior(ScaleHyperprior):
         """ŷ as g_s takes it, decoded exactly: the same numbers as the encoder's on any machine."""
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
         means, indexes, _, inverse = self._coding_prior(z_hat, quality, exact)
-        # the symbols land on the model's device; the coder's float64 numbers (means, gains) live on the CPU
-        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float64).cpu()
+        # like the coder's float64 numbers (means, gains), the symbols live on the CPU
+        y_hat = conditional_symbols(self.gaussian_conditional, strings[0], indexes)
         if means is not None:
             y_hat = y_hat + means
         if inverse is not None:
