@@ -17,6 +17,10 @@ from .layers import ChannelAttention, SubPixelDeconv
 
 ATTENTION = ("none", "paper", "residual")
 
+SYNTHESIS_BAND_PIXELS = 256 * 512
+"""Output pixels per band of g_s's last two upsamplings without gradients: 256 rows of a 512-pixel tile
+(a 512² window took 46 ms in two bands, 65 ms in one pass, 47 ms in four and 58 ms in eight here)."""
+
 
 def attention_block(kind: str, channels: int, reduction: int) -> nn.Module:
     """``none``: no block; ``paper``: CBAM's sigmoid gate; ``residual``: a gate that starts as the identity."""
@@ -60,7 +64,7 @@ class SynthesisTransform(Transform):
     with context around it (:mod:`attncomp.codec.tiles`) so costs a few rows per layer more than the
     tile alone, not the whole context at every resolution. The gate then pools over ``keep``.
 
-    Without gradients on a CPU, the last two upsamplings (64 channels at half and full resolution)
+    Without gradients on a CPU, the last two upsamplings (N channels at half and full resolution)
     run a band of output rows at a time, so that their activations stay in cache: the layers
     before them run once, and each band reads the rows its outputs depend on, so the result is
     the same as in one pass.
@@ -106,11 +110,6 @@ class SynthesisTransform(Transform):
                 x = x[..., rows.start - 2 * top : rows.stop - 2 * top, cols.start - 2 * left : cols.stop - 2 * left]
                 top, left = rows.start, cols.start
         return x, (top, left)
-
-
-SYNTHESIS_BAND_PIXELS = 256 * 512
-"""Output pixels per band of g_s's last two upsamplings without gradients: 256 rows of a 512-pixel tile
-(a 512² window took 46 ms in two bands, 65 ms in one pass, 47 ms in four and 58 ms in eight here)."""
 
 
 def _upsampling_regions(upsamplings: list[int], keep) -> dict:
