@@ -7,7 +7,11 @@ and the post-filter; its decode is timed in float32 and with ``bf16=True`` (synt
 under bf16 autocast where this CPU has fast bf16 kernels), whose PSNR change is printed
 too. Pillow codecs are timed for context. Ratios > 1 mean slower.
 
-    python benchmarks/codec_speed.py [--weights FILE] [--limit N] [--repeats R]
+``--reuse-freed-memory`` runs both sides with the allocator setting attncomp-codec uses
+(:func:`attncomp.cli.reuse_freed_memory`): CompressAI's whole-image activations then are
+not page-faulted in afresh on every layer either, which helps it more than attncomp's bands.
+
+    python benchmarks/codec_speed.py [--weights FILE] [--limit N] [--repeats R] [--reuse-freed-memory]
 """
 
 import numpy as np
@@ -15,6 +19,7 @@ import torch
 from common import best_times, compressai_reference, model_from, parser
 
 from attncomp import image as imageio
+from attncomp.cli import reuse_freed_memory
 from attncomp.codec import decode, encode
 from attncomp.evaluation.anchors import roundtrip
 from attncomp.evaluation.metrics import psnr
@@ -24,7 +29,10 @@ from attncomp.models.layers import bfloat16_is_fast
 def main():
     p = parser(__doc__)
     p.add_argument("--repeats", type=int, default=3, help="timings per image and side, taken in turns")
+    p.add_argument("--reuse-freed-memory", action="store_true", help="both sides with the CLI's allocator setting")
     args = p.parse_args()
+    if args.reuse_freed_memory and not reuse_freed_memory():
+        raise SystemExit("this C library has no mallopt: nothing to set")
     model = model_from(args)
     net = model.network
     reference = compressai_reference(net)
@@ -62,7 +70,8 @@ def main():
         print(f"{path.name}: compressai {ref_enc:.3f}/{ref_dec:.3f} s, "
               f"attncomp {ours_enc:.3f}/{ours_dec:.3f} s (bf16 decode {bf16_dec:.3f} s)")
     m = np.mean(rows, axis=0)
-    print(f"\n{len(paths)} images, {torch.get_num_threads()} threads, model N={net.N} M={net.M}")
+    allocator = "the CLI's allocator setting" if args.reuse_freed_memory else "glibc's default allocator"
+    print(f"\n{len(paths)} images, {torch.get_num_threads()} threads, {allocator}, model N={net.N} M={net.M}")
     print(f"CompressAI ScaleHyperprior: encode {m[0]:.3f} s, decode {m[1]:.3f} s per image")
     print(f"attncomp {model.name}:   encode {m[2]:.3f} s, decode {m[3]:.3f} s per image")
     print(f"Pillow JPEG q75 {m[4]*1e3:.1f}/{m[5]*1e3:.1f} ms, WebP q75 {m[6]*1e3:.1f}/{m[7]*1e3:.1f} ms (context)")

@@ -22,6 +22,7 @@ from attncomp.models import (
     load_weights,
 )
 from attncomp.models import layers, transforms
+from attncomp.models.layers import spatial_max
 from attncomp.models.transforms import SynthesisTransform
 from attncomp.models.zoo import upgrade_v1_hyperprior
 
@@ -36,6 +37,14 @@ def test_the_papers_channel_attention_scales_each_channel_by_a_gate_in_0_1():
     assert torch.all((gate > 0) & (gate < 1))
     assert torch.allclose(block(x), x * gate)
     assert block.mlp[0].out_channels == 2  # C → C/r → C
+
+
+@pytest.mark.parametrize("channels", [3, 32])
+def test_the_max_pool_of_the_channel_attention_is_the_same_in_either_memory_layout(channels):
+    x = torch.randn(2, channels, 9, 7)
+    expected = torch.tensor([[[[x[b, c].max()]] for c in range(channels)] for b in range(2)])
+    assert torch.equal(spatial_max(x), expected)
+    assert torch.equal(spatial_max(x.contiguous(memory_format=torch.channels_last)), expected)
 
 
 def test_channel_attention_on_three_channels_keeps_one_hidden_unit():

@@ -44,6 +44,23 @@ def bfloat16_is_fast(device: torch.device) -> bool:
     return device.type != "cpu" or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
+FEW_CHANNELS = 16
+"""Below this many channels, :func:`spatial_max` reduces a channels_last tensor through an NCHW copy."""
+
+
+def spatial_max(x: torch.Tensor) -> torch.Tensor:
+    """Each channel's maximum over height and width, shape (B, C, 1, 1).
+
+    PyTorch reduces a channels_last tensor with its channels as the vector lanes: with g_s's
+    3 channels that took 3.0 ms for a Kodak image here, an NCHW copy and its reduction 0.33 ms.
+    (With many channels the lanes are full and the copy would cost more than it saves.)
+    A maximum does not depend on the order it is taken in, so the result is the same.
+    """
+    if x.shape[1] < FEW_CHANNELS and x.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous()
+    return x.amax(dim=(2, 3), keepdim=True)
+
+
 class ChannelAttention(nn.Module):
     """CBAM channel attention (Woo et al., 2018).
 
@@ -80,7 +97,7 @@ class ChannelAttention(nn.Module):
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Per-channel weights in (0, gate_range), shape (B, C, 1, 1)."""
         avg = x.mean(dim=(2, 3), keepdim=True)
-        peak = x.amax(dim=(2, 3), keepdim=True)
+        peak = spatial_max(x)
         return self.gate_range * torch.sigmoid(self.mlp(avg) + self.mlp(peak))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
