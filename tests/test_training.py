@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 
 from attncomp.cli.train import main as train_main
 from attncomp.codec import decode, encode
-from attncomp.models import load_weights
+from attncomp.models import create, load_weights
+from attncomp.models.zoo import save_weights
 from attncomp.training import CompressionModule
 from attncomp.training.module import ms_ssim_float32, step_decay
 
@@ -103,6 +104,27 @@ def test_learning_rate_holds_then_decays_to_the_final_ratio():
     assert factor(0) == factor(800) == 1.0
     assert factor(900) == pytest.approx(0.1)
     assert factor(1000) == pytest.approx(0.01)
+
+
+def test_a_lineage_split_into_runs_keeps_one_learning_rate_schedule():
+    whole = step_decay(20_000, decay_start=0.8, final_ratio=0.1)
+    continued = step_decay(2_500, decay_start=0.8, final_ratio=0.1, steps_before=lambda: 17_500)
+    for step in (0, 1_000, 2_500):
+        assert continued(step) == pytest.approx(whole(17_500 + step))
+    assert continued(0) < 1  # it starts inside the decay, where the lineage is
+
+
+@pytest.mark.parametrize("schedule", ["steps", "total-steps"])
+def test_a_total_steps_run_from_kept_weights_starts_at_its_lineages_learning_rate(tmp_path, schedule):
+    torch.manual_seed(0)
+    kept = tmp_path / "kept.pt"
+    save_weights(create("attn-hyperprior", **TINY), kept, "attn-hyperprior", lmbda=0.01, training={"steps": 17_500})
+    module = CompressionModule(model="attn-hyperprior", init_weights=str(kept), lmbda=0.01, lr=1e-3,
+                               decay_start=0.8, lr_final_ratio=0.1, schedule=schedule)
+    module.trainer = pl.Trainer(accelerator="cpu", max_steps=2_500, logger=False, enable_checkpointing=False)
+    _, [config] = module.configure_optimizers()
+    lineage = step_decay(20_000, 0.8, 0.1)(17_500) if schedule == "total-steps" else 1.0  # else a run of its own
+    assert config["scheduler"].get_last_lr()[0] == pytest.approx(1e-3 * lineage)
 
 
 @pytest.fixture(scope="module")

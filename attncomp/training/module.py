@@ -66,9 +66,19 @@ def lr_factor(progress: float, decay_start: float, final_ratio: float) -> float:
     return final_ratio ** min((progress - decay_start) / (1 - decay_start), 1.0)
 
 
-def step_decay(max_steps: int, decay_start: float, final_ratio: float):
-    """:func:`lr_factor` over ``max_steps`` steps, as ``LambdaLR`` takes it."""
-    return lambda step: lr_factor(step / max_steps, decay_start, final_ratio)
+def step_decay(max_steps: int, decay_start: float, final_ratio: float, steps_before=lambda: 0):
+    """:func:`lr_factor` over ``max_steps`` steps, as ``LambdaLR`` takes it.
+
+    ``steps_before`` (called at each step) counts steps trained before this run that the schedule
+    spans too: with them, a run continued from weights trained S steps takes the rate where a run
+    over all ``S + max_steps`` steps would be, whichever part of the lineage it trains.
+    """
+
+    def factor(step: int) -> float:
+        before = steps_before()
+        return lr_factor((before + step) / (before + max_steps), decay_start, final_ratio)
+
+    return factor
 
 
 def time_decay(timer: Timer, decay_start: float, final_ratio: float):
@@ -98,7 +108,9 @@ class CompressionModule(pl.LightningModule):
             model) whose tensors are copied wherever name and shape match; the rest starts fresh.
         lr: learning rate held for the first ``decay_start`` of the steps.
         lr_final_ratio: the learning rate at the last step, relative to ``lr``.
-        schedule: what ``decay_start`` is a fraction of: ``steps`` (``max_steps``) or
+        schedule: what ``decay_start`` is a fraction of: ``steps`` (``max_steps``), ``total-steps``
+            (the steps behind ``init_weights`` and ``max_steps``: runs that continue one another from
+            kept weights, in any session, share one schedule, as the ablation's rounds do) or
             ``time`` (the trainer's ``max_time``, for wall-clock-budgeted rounds on a GPU).
         channels_last: NHWC tensors, faster convolutions on CPU.
         compile: ``torch.compile`` the transforms.
@@ -117,7 +129,7 @@ class CompressionModule(pl.LightningModule):
         decay_start: float = 0.8,
         aux_lr: float = 1e-3,
         clip_max_norm: float = 1.0,
-        schedule: Literal["steps", "time"] = "steps",
+        schedule: Literal["steps", "total-steps", "time"] = "steps",
         channels_last: bool = True,
         compile: bool = False,
     ):
@@ -173,6 +185,13 @@ class CompressionModule(pl.LightningModule):
         # may name a file that has been overwritten since (train_zoo.sh re-bundles after each session).
         if "initialised_from" in checkpoint:
             self.parent = checkpoint["initialised_from"]
+
+    def steps_before(self) -> int:
+        """Steps behind this run's initial weights (``init_weights`` and the runs it continued); 0 from
+        scratch or from a warm start, whose source is another model."""
+        if not self.parent or "warm_start" in self.parent:
+            return 0
+        return zoo.trained_steps(self.parent)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Through :func:`attncomp.models.zoo.load_state`, which resizes the CDF tables an export filled."""
@@ -267,6 +286,8 @@ class CompressionModule(pl.LightningModule):
             schedule = time_decay(timer, hp.decay_start, hp.lr_final_ratio)
         else:
             max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else 1_000_000
-            schedule = step_decay(max_steps, hp.decay_start, hp.lr_final_ratio)
+            # read at each step: a resumed run's record of its initial weights comes back with its checkpoint
+            before = self.steps_before if hp.schedule == "total-steps" else (lambda: 0)
+            schedule = step_decay(max_steps, hp.decay_start, hp.lr_final_ratio, before)
         scheduler = torch.optim.lr_scheduler.LambdaLR(main, schedule)
         return [main, aux], [{"scheduler": scheduler, "interval": "step"}]
