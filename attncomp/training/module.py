@@ -187,11 +187,9 @@ class CompressionModule(pl.LightningModule):
             self.parent = checkpoint["initialised_from"]
 
     def steps_before(self) -> int:
-        """Steps behind this run's initial weights (``init_weights`` and the runs it continued); 0 from
-        scratch or from a warm start, whose source is another model."""
-        if not self.parent or "warm_start" in self.parent:
-            return 0
-        return zoo.trained_steps(self.parent)
+        """Steps behind this run's initial weights, counted as its export will record them
+        (:func:`~attncomp.models.zoo.trained_steps`: 0 from scratch or from a warm start)."""
+        return zoo.trained_steps({"initialised_from": self.parent})
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Through :func:`attncomp.models.zoo.load_state`, which resizes the CDF tables an export filled."""
@@ -287,7 +285,7 @@ class CompressionModule(pl.LightningModule):
         else:
             max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else 1_000_000
             # read at each step: a resumed run's record of its initial weights comes back with its checkpoint
-            before = self.steps_before if hp.schedule == "total-steps" else (lambda: 0)
-            schedule = step_decay(max_steps, hp.decay_start, hp.lr_final_ratio, before)
+            lineage = {"steps_before": self.steps_before} if hp.schedule == "total-steps" else {}
+            schedule = step_decay(max_steps, hp.decay_start, hp.lr_final_ratio, **lineage)
         scheduler = torch.optim.lr_scheduler.LambdaLR(main, schedule)
         return [main, aux], [{"scheduler": scheduler, "interval": "step"}]
