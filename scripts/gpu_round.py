@@ -146,6 +146,9 @@ def parse(argv):
                         help="train at most K runs at a time (default: all at once, as on a GPU), each with 1/K of "
                         "the CPU's cores, the least trained first; one that would begin too close to the round's stop "
                         "time is left for the next round")
+    parser.add_argument("--queue", choices=["least-trained", "as-given"], default="least-trained",
+                        help="--at-once: which run begins when a slot frees: the least trained (even progress), or the "
+                        "next in the order given (e.g. the leaders first, to finish them in a round)")
     parser.add_argument("--one-at-a-time", dest="at_once", action="store_const", const=1, help="--at-once 1")
     parser.add_argument("--model.model_config", dest="model_config", type=json.loads, default={},
                         help="ablation: JSON settings every variant shares (its own switches win)")
@@ -343,11 +346,12 @@ def steps_so_far(args, run: Run) -> int:
 
 def train(args, extra, runs: list[Run]) -> tuple[dict, list, dict]:
     """Start the runs and wait for them until the deadline: all at once, or ``--at-once K`` at a time, the least
-    trained first. Returns (the processes by name, the names stopped at the deadline, each run's wall seconds)."""
+    trained first (or as given, ``--queue as-given``). Returns (the processes by name, the names stopped at the deadline, each run's wall seconds)."""
     deadline = time.monotonic() + args.deadline * 60
     stop_at = time.time() + args.deadline * 60 - WIND_DOWN
     queued = args.at_once is not None and args.at_once < len(runs)
-    waiting = sorted(runs, key=lambda run: steps_so_far(args, run)) if queued else list(runs)
+    least_trained_first = queued and args.queue == "least-trained"
+    waiting = sorted(runs, key=lambda run: steps_so_far(args, run)) if least_trained_first else list(runs)
     at_once = args.at_once or len(runs)
     env = None  # K runs sharing a CPU's cores: more threads than cores would spin-wait on each other
     if at_once > 1 and args.at_once:

@@ -290,8 +290,9 @@ def test_a_round_stops_what_runs_past_its_deadline_and_returns_weights_in_tars_s
     assert names == [name for name, _ in members]
 
 
-def test_a_cpu_round_trains_k_runs_at_a_time_the_least_trained_first_each_with_its_share_of_the_cores(
-        tmp_path, monkeypatch):
+@pytest.mark.parametrize("queue, order", [("least-trained", ["b", "c", "a"]), ("as-given", ["a", "b", "c"])])
+def test_a_cpu_round_trains_k_runs_at_a_time_the_least_trained_first_or_as_given_each_with_its_share_of_the_cores(
+        tmp_path, monkeypatch, queue, order):
     gpu_round = load_script("gpu_round")
     launched = []
 
@@ -305,7 +306,7 @@ def test_a_cpu_round_trains_k_runs_at_a_time_the_least_trained_first_each_with_i
     monkeypatch.setattr(gpu_round, "steps_so_far", lambda args, run: run.steps_before)
     monkeypatch.setattr(gpu_round.os, "cpu_count", lambda: 4)
     runs = [gpu_round.Run(name, (), steps_before=steps) for name, steps in (("a", 30), ("b", 10), ("c", 20))]
-    args = argparse.Namespace(at_once=2, deadline=5, runs=tmp_path)
+    args = argparse.Namespace(at_once=2, deadline=5, runs=tmp_path, queue=queue)
     processes, stopped, walls = gpu_round.train(args, [], runs)
-    assert [(name, threads) for name, threads, _ in launched] == [("b", "2"), ("c", "2"), ("a", "2")]
+    assert [(name, threads) for name, threads, _ in launched] == [(name, "2") for name in order]
     assert not stopped and sorted(walls) == ["a", "b", "c"] and all(p.returncode == 0 for p in processes.values())
