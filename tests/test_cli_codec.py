@@ -190,6 +190,11 @@ def test_weights_and_a_zoo_choice_together_are_refused(tmp_path, png, tiny_weigh
     assert not (tmp_path / "a.atc").exists()
 
 
+def test_a_tile_beyond_what_a_decoder_holds_is_refused(tmp_path, png, tiny_weights):
+    assert_clean_error(run("encode", png(), tmp_path / "a.atc", "--weights", tiny_weights, "--tile", "4096"), "2048")
+    assert not (tmp_path / "a.atc").exists()
+
+
 def test_unknown_output_format_is_refused_before_decoding(tmp_path, png, tiny_weights):
     encode(png(), tmp_path / "a.atc", tiny_weights)
     assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.xyz", "--weights", tiny_weights), "format")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, on_quality_grid
-from ..codec.container import DEFAULT_TILE, unpack
+from ..codec.container import DEFAULT_TILE, MAX_TILE, unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
 from . import non_negative, reuse_freed_memory
@@ -292,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "a variable-rate model also codes fractional ones, e.g. 3.5")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
     enc.add_argument("--tile", type=int, metavar="PX", default=DEFAULT_TILE,
-                     help=f"tile side for large images (default {DEFAULT_TILE}; tiles read context across their "
-                     "borders, and 1024 saves well under 1%% of the bits on large photos for more memory)")
+                     help=f"tile side for large images, a multiple of 64 up to {MAX_TILE} (default {DEFAULT_TILE}; "
+                     "tiles read context across their borders, and 1024 saves well under 1%% of the bits on large "
+                     "photos for more memory)")
     enc.add_argument("--refine", type=non_negative, default=0, metavar="STEPS",
                      help="optimise the latents for this image (e.g. 50): smaller files at the same quality, "
                      "slower encoding, same decoder (default 0)")
