@@ -1,7 +1,6 @@
 """The GPU training round's CPU twin: scripts/gpu_round.sh end to end, twice, on a tiny budget."""
 
 import argparse
-import importlib.util
 import json
 import lzma
 import os
@@ -21,7 +20,7 @@ from attncomp.catalog import COMPRESSAI_LAMBDAS
 from attncomp.codec import decode
 from attncomp.models import create, load_weights, save_weights
 
-from .helpers import TINY, image_folder
+from .helpers import TINY, image_folder, load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -257,14 +256,6 @@ def test_the_ablation_table_says_which_weights_its_kodak_columns_measured():
     assert kodak_steps({"plain": {"step": 4000}, "residual": {"step": 4000}}).endswith("weights at step 4000.")
     mixed = kodak_steps({"plain": {"step": 4000}, "residual": {"step": 3000}, "paper": {}})
     assert mixed.endswith("plain at step 4000, residual at step 3000, paper at step ?.")
-
-
-def load_script(name: str, folder: str = "scripts"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_round_stops_what_runs_past_its_deadline_and_returns_weights_in_tars_small_enough_to_come_back(tmp_path):
