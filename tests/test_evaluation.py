@@ -108,6 +108,7 @@ def test_eval_errors_are_one_line(tmp_path, tiny_weights):
         ((folder, "--weights", tiny_weights, tiny_weights), "one point twice"),  # would be averaged into one
         ((twins, "--anchors", "jpeg"), "several images named a"),  # their rows would be merged
         ((folder, "--weights", tiny_weights, "--qualities", "1", "3"), "drop --qualities"),  # not silently ignored
+        ((folder, "--weights", tiny_weights, "--model", "attn-hyperprior", "--qualities", "3"), "share one curve"),
     ]:
         result = run_main(evaluate_main, [*args, "--out", tmp_path / "out"])
         err = result.stderr.decode().strip()
