@@ -55,13 +55,13 @@ def check_output(path: str, force: bool) -> None:
         raise AttncompError(f"folder {target.parent} does not exist")
 
 
-def write_output(path: str, data: bytes) -> None:
-    """Write atomically: a temporary file in the same folder, renamed when complete."""
+def write_output(path: str, data: bytes, force: bool) -> None:
+    """Write atomically: a temporary file in the same folder, renamed when complete (over a file only with --force)."""
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        atomic_write(path, lambda f: f.write(data))
+        atomic_write(path, lambda f: f.write(data), overwrite=force)
 
 
 def image_format(path: str, requested: str | None) -> str:
@@ -213,7 +213,7 @@ def cmd_encode(args) -> int:
         start = time.perf_counter()
         data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
         seconds = time.perf_counter() - start
-        write_output(output, data)
+        write_output(output, data, args.force)
         header = unpack(data)
         pixels = header.width * header.height
         line = f"{output}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, {name}, {seconds:.2f} s"
@@ -254,7 +254,7 @@ def cmd_decode(args) -> int:
             image.save(buffer, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
         except (KeyError, OSError, ValueError) as exc:
             raise AttncompError(f"cannot write {fmt}: {exc}") from None
-        write_output(output, buffer.getvalue())
+        write_output(output, buffer.getvalue(), args.force)
         line = f"{output}: {image.width}×{image.height} {image.mode}, {seconds:.2f} s" + (", bf16" if bf16 else "")
         return line, (len(data), image.width * image.height)
 
