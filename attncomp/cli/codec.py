@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, on_quality_grid
+from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, check_quality
 from ..codec.container import DEFAULT_TILE, MAX_TILE, unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
@@ -91,17 +91,7 @@ def check_model_args(args) -> None:
         raise AttncompError(f"weights file not found: {args.weights}")
     if args.quality is None or args.weights:
         return
-    name = args.model or DEFAULT_MODEL
-    lambdas = CATALOG[name].config.get("lambdas")
-    if lambdas:
-        if not 1 <= args.quality <= len(lambdas) or not on_quality_grid(args.quality):
-            raise AttncompError(f"quality {args.quality:g} is not between 1 and {len(lambdas)} in steps of 0.01")
-    elif args.quality not in CATALOG[name].lambdas:
-        raise AttncompError(
-            f"quality {args.quality:g} is not defined for {name}: use 1..{max(CATALOG[name].lambdas)}"
-            + ("" if args.quality % 1 == 0 else "; fractional qualities need a variable-rate model such as "
-               + ", ".join(n for n, e in CATALOG.items() if e.config.get("lambdas")))
-        )
+    check_quality(args.model or DEFAULT_MODEL, args.quality)
 
 
 def load_model(args, quality=None):
