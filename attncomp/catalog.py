@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import WeightsError
+
 # CompressAI's λ for its qualities 1..8 (loss = λ·255²·MSE + bpp): attncomp's quality q uses the same λ
 COMPRESSAI_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.18}
 LITE = dict(N=64, M=128, postfilter_channels=32)
@@ -58,3 +60,19 @@ CATALOG: dict[str, CatalogEntry] = {
     "spatial-ae": CatalogEntry("spatial-ae", dict(in_channels=3), "Wibowo's autoencoder, RGB"),
     "spatial-ae-gray": CatalogEntry("spatial-ae", dict(in_channels=1), "Wibowo's autoencoder, grayscale as the paper"),
 }
+
+
+def check_quality(name: str, quality: float) -> None:
+    """Refuse a quality the zoo's ``name`` cannot code: a variable-rate model codes 1 to its number of
+    levels in hundredths, a fixed-rate one the qualities of its λ table."""
+    entry = CATALOG[name]
+    levels = entry.config.get("lambdas")
+    if levels:
+        if not 1 <= quality <= len(levels) or not on_quality_grid(quality):
+            raise WeightsError(f"quality {quality:g} is not between 1 and {len(levels)} in steps of 0.01")
+    elif quality not in entry.lambdas:
+        variable_rate = ", ".join(n for n, e in CATALOG.items() if e.config.get("lambdas"))
+        raise WeightsError(
+            f"quality {quality:g} is not defined for {name}: use 1..{max(entry.lambdas)}"
+            + ("" if quality % 1 == 0 else f"; fractional qualities need a variable-rate model such as {variable_rate}")
+        )

@@ -27,10 +27,12 @@ def read_bytes(path, error: type[AttncompError] = AttncompError) -> bytes:
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path, write: Callable[[BinaryIO], None], overwrite: bool = True) -> None:
     """Call ``write(file)`` on a temporary file, fsync it, then rename it to ``path``.
 
     An unwritable folder or a full disk raises a one-line ``AttncompError`` and leaves nothing behind.
+    ``overwrite=False`` refuses a ``path`` that exists when the file is complete, e.g. one another process
+    wrote while this one was coding (an earlier check alone would miss it).
     """
     path = Path(path)
     try:
@@ -43,9 +45,26 @@ def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                _move_unless_there(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
         raise AttncompError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _move_unless_there(tmp: str, path: Path) -> None:
+    """Rename ``tmp`` to ``path`` only if ``path`` does not exist, in one step where the file system links."""
+    try:
+        os.link(tmp, path)  # fails if path exists, atomically
+    except FileExistsError:
+        raise AttncompError(f"{path} exists (written meanwhile); use --force to overwrite it") from None
+    except OSError:  # no hard links here (e.g. FAT): check, then rename
+        if path.exists():
+            raise AttncompError(f"{path} exists (written meanwhile); use --force to overwrite it") from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)

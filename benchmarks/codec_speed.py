@@ -1,7 +1,10 @@
-"""Encode/decode time of attncomp against CompressAI's ScaleHyperprior of the same N/M, same run.
+"""Encode/decode time of attncomp against CompressAI's ScaleHyperprior of the same N/M, same run
+(``MeanScaleHyperprior`` for a mean-scale model: see ``common.compressai_reference``).
 
 The CompressAI model gets attncomp's weights for every layer the two share, and is run
-the way CompressAI's own evaluation runs it (eval mode, no_grad, float h_s). attncomp
+the way CompressAI's own evaluation runs it (eval mode, no_grad, float h_s, the whole image). It codes
+attncomp's own latents (:func:`common.reference_stream`), so both decode the same rate; its encode time
+includes attncomp's g_a and h_a, so the encode ratio is that of the coding path. attncomp
 runs its real path: the container, exact fixed-point h_s, the extra attention blocks
 and the post-filter; its decode is timed in float32 and with ``bf16=True`` (synthesis
 under bf16 autocast where this CPU has fast bf16 kernels), whose PSNR change is printed
@@ -16,7 +19,7 @@ not page-faulted in afresh on every layer either, which helps it more than attnc
 
 import numpy as np
 import torch
-from common import best_times, compressai_reference, model_from, parser
+from common import best_times, compressai_reference, model_from, parser, reference_stream
 
 from attncomp import image as imageio
 from attncomp.cli import reuse_freed_memory
@@ -35,19 +38,17 @@ def main():
         raise SystemExit("this C library has no mallopt: nothing to set")
     model = model_from(args)
     net = model.network
-    reference = compressai_reference(net)
+    reference = compressai_reference(net, model.quality)
     paths = imageio.list_images(args.images)[: args.limit]
     rows, psnr_change = [], []
     for path in paths:
         image = imageio.open_image(path)
         x = imageio.pad_to_multiple(imageio.to_tensor(image), 64)
-        with torch.no_grad():
-            coded = reference.compress(x)
+        coded = reference_stream(reference, net, x)
         data = encode(image, model)
 
         def reference_encode():
-            with torch.no_grad():
-                reference.compress(x)
+            reference_stream(reference, net, x)
 
         def reference_decode():
             with torch.no_grad():
@@ -72,7 +73,7 @@ def main():
     m = np.mean(rows, axis=0)
     allocator = "the CLI's allocator setting" if args.reuse_freed_memory else "glibc's default allocator"
     print(f"\n{len(paths)} images, {torch.get_num_threads()} threads, {allocator}, model N={net.N} M={net.M}")
-    print(f"CompressAI ScaleHyperprior: encode {m[0]:.3f} s, decode {m[1]:.3f} s per image")
+    print(f"CompressAI {type(reference).__name__}: encode {m[0]:.3f} s, decode {m[1]:.3f} s per image")
     print(f"attncomp {model.name}:   encode {m[2]:.3f} s, decode {m[3]:.3f} s per image")
     print(f"Pillow JPEG q75 {m[4]*1e3:.1f}/{m[5]*1e3:.1f} ms, WebP q75 {m[6]*1e3:.1f}/{m[7]*1e3:.1f} ms (context)")
     print(f"ratio attncomp/compressai: encode {m[2] / m[0]:.2f}x, decode {m[3] / m[1]:.2f}x")

@@ -1,9 +1,12 @@
 """Shared by the benchmark scripts: the model under test and the Kodak images."""
 
 import argparse
+import copy
 import os
 import time
 from pathlib import Path
+
+import torch
 
 from attncomp.models import load, load_weights
 
@@ -34,18 +37,62 @@ def model_from(args):
     return model.at(args.quality) if model.variable_rate else model
 
 
-def compressai_reference(net):
-    """CompressAI's own ScaleHyperprior of the same N/M holding ``net``'s weights for every layer they share.
+class _Prior(torch.nn.Module):
+    """attncomp's h_s as CompressAI's models call it: the scales (then the means, for a mean-scale prior),
+    times a variable-rate network's gain at one quality, as attncomp scales them before coding."""
 
-    attncomp's transforms are CompressAI's under ``.body``, so the names map one to one.
+    def __init__(self, net, gain):
+        super().__init__()
+        self.net, self.gain = net, gain
+
+    def forward(self, z_hat):
+        means, scales = self.net.split_prior(self.net.h_s(z_hat))
+        if self.gain is not None:
+            means, scales = (None if means is None else means * self.gain), scales * self.gain
+        return scales if means is None else torch.cat([scales, means], 1)
+
+
+def compressai_reference(net, quality=None):
+    """CompressAI's own model of the same N/M holding ``net``'s weights for every layer they share.
+
+    ``ScaleHyperprior`` for a scale prior, ``MeanScaleHyperprior`` for a mean-scale one; attncomp's
+    transforms are CompressAI's under ``.body``, so the names map one to one. Its h_s is attncomp's, in
+    float32 (CompressAI's mean-scale h_s is wider, and any other one would give other scales, so other
+    rates). A variable-rate network codes at ``quality``: its gains scale the prior's output, and the
+    inverse gains g_s's first layer (a transposed convolution is linear in each input channel).
+    Code with :func:`reference_stream`, which gives the reference attncomp's own latents.
     """
-    from compressai.models import ScaleHyperprior
+    from compressai.models import MeanScaleHyperprior, ScaleHyperprior
 
-    reference = ScaleHyperprior(net.N, net.M).eval()
+    net = copy.deepcopy(net).float().eval()
+    mean_scale = net.config.get("prior") == "mean-scale"
+    reference = (MeanScaleHyperprior if mean_scale else ScaleHyperprior)(net.N, net.M).eval()
     ours = {k.replace(".body.", "."): v for k, v in net.state_dict().items()}
-    reference.load_state_dict({k: v for k, v in ours.items() if k in reference.state_dict()}, strict=False)
+    reference.load_state_dict({k: v for k, v in ours.items() if k in reference.state_dict() and not k.startswith("h_s.")},
+                              strict=False)  # fmt: skip
+    gain = None
+    if net.config.get("lambdas"):
+        gain, inverse = (g.float() for g in net.quality_gains(quality))
+        with torch.no_grad():
+            reference.g_s[0].weight.mul_(inverse.reshape(-1, 1, 1, 1))  # (in, out, k, k)
+    reference.h_s = _Prior(net, gain)
     reference.update(force=True)
     return reference
+
+
+@torch.no_grad()
+def reference_stream(reference, net, x) -> dict:
+    """The reference's strings of attncomp's latents of ``x`` (g_a and h_a with their attention; gained y
+    for a variable-rate network), so that it decodes at attncomp's rate; ``reference.decompress`` reads them."""
+    y, z = net.analysis(x)
+    z_strings = reference.entropy_bottleneck.compress(z)
+    z_hat = reference.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+    params = reference.h_s(z_hat)
+    scales, means = params.chunk(2, 1) if params.shape[1] == 2 * net.M else (params, None)
+    if reference.h_s.gain is not None:
+        y = y * reference.h_s.gain
+    y_strings = reference.gaussian_conditional.compress(y, reference.gaussian_conditional.build_indexes(scales), means=means)
+    return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
 
 
 def best_times(fns: dict, repeats: int) -> dict:

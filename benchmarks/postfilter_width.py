@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import compressai_reference, data_dir, model_from, parser
+from common import compressai_reference, data_dir, model_from, parser, reference_stream
 
 from attncomp import image as imageio
 from attncomp.codec import decode, encode
@@ -107,7 +107,7 @@ def compressai_decode_seconds(net, images, repeats=3):
     best = []
     with torch.no_grad():
         for image in images:
-            coded = reference.compress(imageio.pad_to_multiple(imageio.to_tensor(image), 64))
+            coded = reference_stream(reference, net, imageio.pad_to_multiple(imageio.to_tensor(image), 64))
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()

@@ -17,14 +17,17 @@ def main():
     print("| model | quality | λ | steps (total) | CPU hours | GPU minutes | runs | crops | precision | seed | hardware |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in ZOO:
-        for quality in available_qualities(name):
+        qualities = available_qualities(name)
+        variable_rate = bool(zoo.entry(name).config.get("lambdas"))  # one file for every quality
+        for quality in [None] if variable_rate and qualities else qualities:
             payload = zoo.read_weights(zoo.bundled_weights(name, quality))
             runs = zoo.training_chain(payload["training"])
             steps = sum(r.get("steps", 0) for r in runs)
             gpu = sum(r.get("hours", 0.0) for r in runs if on_gpu(r))
             cpu = sum(r.get("hours", 0.0) for r in runs if not on_gpu(r))
             newest = payload["training"]
-            print(f"| {name} | {quality} | {payload['lmbda']} | {steps} | {cpu:.2f} | {gpu * 60:.1f} | {len(runs)} "
+            label, lmbda = (quality, payload["lmbda"]) if quality else (f"1–{len(qualities)}", "each level's")
+            print(f"| {name} | {label} | {lmbda} | {steps} | {cpu:.2f} | {gpu * 60:.1f} | {len(runs)} "
                   f"| {newest.get('batch_size')}×{newest.get('crop_size')}² | {newest.get('precision')} "
                   f"| {newest.get('seed', '—')} | {newest.get('hardware')} |")
 

@@ -1,8 +1,10 @@
-"""Helpers the tests share: tiny model sizes and generated photo-like images."""
+"""Helpers the tests share: tiny model sizes, generated photo-like images, the repository's scripts."""
 
+import importlib.util
 import io
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -63,3 +65,12 @@ def run_main(main, args, stdin: bytes = b"") -> Finished:
         except SystemExit as exc:  # argparse: --help, usage errors
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return Finished(code, streams["stdout"].buffer.getvalue(), streams["stderr"].buffer.getvalue())
+
+
+def load_script(name: str, folder: str = "scripts"):
+    """A script of the repository (``scripts/``, ``benchmarks/``) as a module, to call its functions."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

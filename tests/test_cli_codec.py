@@ -190,6 +190,28 @@ def test_weights_and_a_zoo_choice_together_are_refused(tmp_path, png, tiny_weigh
     assert not (tmp_path / "a.atc").exists()
 
 
+def test_an_output_another_process_writes_while_coding_is_kept(tmp_path, png, tiny_weights, monkeypatch):
+    import attncomp.codec
+
+    out, encode_now = tmp_path / "a.atc", attncomp.codec.encode
+
+    def encode_while_another_writes(*args, **kwargs):
+        out.write_bytes(b"theirs")  # after the check that the output does not exist
+        return encode_now(*args, **kwargs)
+
+    monkeypatch.setattr(attncomp.codec, "encode", encode_while_another_writes)
+    assert_clean_error(run("encode", png(), out, "--weights", tiny_weights), "exists", "--force")
+    assert out.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["a.atc", "image.png"]
+    out.unlink()
+    encode(png(), out, tiny_weights, "--force")  # --force replaces what appears meanwhile
+    assert out.read_bytes()[:4] == b"ATNC"
+
+
+def test_a_tile_beyond_what_a_decoder_holds_is_refused(tmp_path, png, tiny_weights):
+    assert_clean_error(run("encode", png(), tmp_path / "a.atc", "--weights", tiny_weights, "--tile", "4096"), "2048")
+    assert not (tmp_path / "a.atc").exists()
+
+
 def test_unknown_output_format_is_refused_before_decoding(tmp_path, png, tiny_weights):
     encode(png(), tmp_path / "a.atc", tiny_weights)
     assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "b.xyz", "--weights", tiny_weights), "format")

@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 
-from attncomp.codec.container import FORMAT_VERSION, MAGIC, Stream, pack, unpack
+from attncomp.codec.container import FORMAT_VERSION, MAGIC, MAX_TILE, Stream, pack, unpack
 from attncomp.errors import StreamError
 
 
@@ -92,9 +92,16 @@ def test_the_context_round_trips_and_an_absurd_one_is_refused():
 
 
 def test_absurd_dimensions_are_rejected_before_allocation():
-    data = pack(sample(width=60000, height=60000, tile=60000))
-    with pytest.raises(StreamError, match="exceeds the limit"):
+    data = pack(sample(width=20000, height=20000, tile=2048))
+    with pytest.raises(StreamError, match="exceeds the limit of 100000000 pixels"):
         unpack(data, max_pixels=10**8)
+
+
+def test_a_tile_larger_than_a_decoder_holds_is_rejected():
+    """A few header bytes must not make a decoder synthesise one huge tile (gigabytes of activations)."""
+    assert unpack(pack(sample(width=3000, height=100, tile=MAX_TILE))).tile_size == MAX_TILE
+    with pytest.raises(StreamError, match=f"tile of {MAX_TILE + 64} px exceeds the limit of {MAX_TILE}"):
+        unpack(pack(sample(width=3000, height=100, tile=MAX_TILE + 64)))
 
 
 def test_lengths_pointing_past_the_end_are_rejected():

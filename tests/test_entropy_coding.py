@@ -170,6 +170,18 @@ def test_a_coding_model_is_a_snapshot_of_the_weights_it_was_made_from():
     assert changed.weights_hash != digest and changed.compress(x)["strings"] != coded["strings"]
 
 
+@torch.no_grad()
+def test_a_coding_model_codes_with_the_entropy_tables_of_the_weights_as_they_are_now():
+    """A network in training holds the CDF tables of its last export; its bottleneck has learnt on since."""
+    network = create("attn-hyperprior", **TINY).eval()
+    network.update(force=True)
+    network.entropy_bottleneck.quantiles.mul_(1.6)  # as the aux loss moves them
+    coding = CodingModel.from_network(network, "attn-hyperprior")
+    network.update(force=True)
+    assert torch.equal(coding.network.entropy_bottleneck._offset, network.entropy_bottleneck._offset)
+    assert torch.equal(coding.network.entropy_bottleneck._quantized_cdf, network.entropy_bottleneck._quantized_cdf)
+
+
 def test_a_coding_model_of_a_fixed_rate_network_codes_at_the_quality_it_was_trained_at():
     coding = CodingModel.from_network(create("attn-hyperprior", **TINY), "attn-hyperprior", quality=3)
     assert coding.quality == 3 and coding.at(3) is coding

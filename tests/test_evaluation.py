@@ -14,8 +14,10 @@ from PIL import Image
 from attncomp.cli.evaluate import main as evaluate_main
 from attncomp.evaluation import bd_rate, ms_ssim, psnr
 from attncomp.evaluation.anchors import SWEEPS, available, roundtrip
+from attncomp.evaluation.metrics import rd_objective
+from attncomp.models import load_weights
 
-from .helpers import image_folder, run_main, smooth_image
+from .helpers import image_folder, load_script, run_main, smooth_image
 
 
 def test_psnr_of_identical_images_is_infinite_and_of_known_error_is_exact():
@@ -106,6 +108,7 @@ def test_eval_errors_are_one_line(tmp_path, tiny_weights):
         ((folder, "--weights", tiny_weights, tiny_weights), "one point twice"),  # would be averaged into one
         ((twins, "--anchors", "jpeg"), "several images named a"),  # their rows would be merged
         ((folder, "--weights", tiny_weights, "--qualities", "1", "3"), "drop --qualities"),  # not silently ignored
+        ((folder, "--weights", tiny_weights, "--model", "attn-hyperprior", "--qualities", "3"), "share one curve"),
     ]:
         result = run_main(evaluate_main, [*args, "--out", tmp_path / "out"])
         err = result.stderr.decode().strip()
@@ -118,7 +121,7 @@ def strict_json(path):
     return json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in {path.name}"))
 
 
-def test_plain_and_refined_encoders_are_two_curves(tmp_path, tiny_weights):
+def test_plain_and_refined_encoders_are_two_curves_with_their_lambda(tmp_path, tiny_weights, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
     Image.fromarray(smooth_image(64, 64)).save(folder / "a.png")
@@ -132,6 +135,16 @@ def test_plain_and_refined_encoders_are_two_curves(tmp_path, tiny_weights):
     curves = strict_json(out / "summary.json")["curves"]
     assert curves["attn-hyperprior+refine2"][0]["estimated_bpp"] is None  # it would describe g_a's latents
     assert "attn-hyperprior+refine2" in (out / "bd_rate.md").read_text()
+    with open(out / "per_image.csv", newline="") as f:
+        rows = {row["codec"]: row for row in csv.DictReader(f)}
+    lmbda = load_weights(tiny_weights).lmbda
+    assert float(rows["attn-hyperprior"]["lmbda"]) == lmbda and math.isnan(float(rows["jpeg"]["lmbda"]))
+    capsys.readouterr()
+    load_script("rd_objective").main([str(out / "per_image.csv")])
+    table = capsys.readouterr().out
+    objective = rd_objective(lmbda, float(rows["attn-hyperprior"]["bpp"]), float(rows["attn-hyperprior"]["psnr"]))
+    assert f"| attn-hyperprior | {rows['attn-hyperprior']['setting']} | 1 |" in table and f"{objective:.3f} |" in table
+    assert "| attn-hyperprior+refine2 |" in table and "jpeg" not in table  # an anchor has no λ
 
     again = [folder, "--weights", tiny_weights, "--anchors", "jpeg", "--out", out, "--no-progress", "--crops", "0"]
     refused = run_main(evaluate_main, again)

@@ -1,7 +1,6 @@
 """The GPU training round's CPU twin: scripts/gpu_round.sh end to end, twice, on a tiny budget."""
 
 import argparse
-import importlib.util
 import json
 import lzma
 import os
@@ -19,9 +18,9 @@ from PIL import Image
 
 from attncomp.catalog import COMPRESSAI_LAMBDAS
 from attncomp.codec import decode
-from attncomp.models import create, load_weights, save_weights
+from attncomp.models import CodingModel, create, load_weights, save_weights
 
-from .helpers import TINY, image_folder
+from .helpers import TINY, image_folder, load_script, smooth_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -259,14 +258,6 @@ def test_the_ablation_table_says_which_weights_its_kodak_columns_measured():
     assert mixed.endswith("plain at step 4000, residual at step 3000, paper at step ?.")
 
 
-def load_script(name: str, folder: str = "scripts"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_round_stops_what_runs_past_its_deadline_and_returns_weights_in_tars_small_enough_to_come_back(tmp_path):
     gpu_round = load_script("gpu_round")
     slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], stderr=subprocess.DEVNULL)
@@ -310,3 +301,24 @@ def test_a_cpu_round_trains_k_runs_at_a_time_the_least_trained_first_or_as_given
     processes, stopped, walls = gpu_round.train(args, [], runs)
     assert [(name, threads) for name, threads, _ in launched] == [(name, "2") for name in order]
     assert not stopped and sorted(walls) == ["a", "b", "c"] and all(p.returncode == 0 for p in processes.values())
+
+
+@pytest.mark.parametrize("prior", ["scale", "mean-scale"])
+def test_the_speed_benchmarks_compressai_reference_decodes_attncomps_latents_at_its_rate(prior):
+    """benchmarks/codec_speed.py times CompressAI decoding what attncomp decodes: the same rate, every level."""
+    common = experiment_script("common")
+    torch.manual_seed(0)
+    network = create("attn-hyperprior-vbr", **TINY, prior=prior).eval()
+    with torch.no_grad():  # spread latents, positive scales
+        network.g_a.body[6].weight.mul_(40)
+        network.h_a.body[4].weight.mul_(20)
+        network.h_s.body[4].bias[TINY["M"] if prior == "mean-scale" else 0 :].add_(2.0)
+    x = torch.from_numpy(smooth_image(128, 128)).permute(2, 0, 1)[None].float() / 255
+    coding = CodingModel.from_network(network, "attn-hyperprior-vbr")
+    for quality in (2, 7):
+        reference = common.compressai_reference(coding.network, quality)
+        stream = common.reference_stream(reference, coding.network, x)
+        ours = coding.at(quality).compress(x)["strings"]
+        size = sum(len(s[0]) for s in stream["strings"]) / sum(len(s[0]) for s in ours)
+        assert abs(size - 1) < 0.05, (quality, size)
+        assert reference.decompress(stream["strings"], stream["shape"])["x_hat"].shape == x.shape

@@ -208,6 +208,16 @@ def test_a_variable_rate_model_trains_every_lambda_at_once_and_codes_any_quality
     assert decode(encode(image, model.at(2.5)), model).size == (70, 50)
 
 
+def test_an_ms_ssim_loss_on_crops_too_small_for_its_five_scales_is_a_one_line_error(tmp_path, image_folder):
+    run = cli(tmp_path / "run", image_folder, "--model.distortion", "ms-ssim")  # 64-px crops
+    err = run.stderr.decode().strip()
+    assert run.returncode == 1 and err.endswith("(MS-SSIM's five scales), not 64") and "Traceback" not in err, err[-2000:]
+    module = tiny_module(distortion="ms-ssim")
+    x = torch.rand(1, 3, 128, 192)  # e.g. a small validation image
+    with pytest.raises(ValueError, match="at least 161×161 pixels .* got 128×192"):
+        module.rd_loss(x, module.model(x), 1.0)
+
+
 def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_runs_it_cannot_continue(tmp_path, image_folder):
     gray = run_main(train_main, ["--model.model", "spatial-ae-gray", "--data", image_folder, "--out", tmp_path / "g"])
     err = gray.stderr.decode().strip()

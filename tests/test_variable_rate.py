@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from attncomp.codec import decode, encode, unpack
-from attncomp.models import CodingModel, create, load_weights, save_weights
+from attncomp.models import CodingModel, create, load_weights, save_weights, zoo
 from attncomp.models.fixed_point import FixedPointTransform
 from attncomp.models.rd import bits
 
-from .helpers import TINY, smooth_image, with_threads
+from .helpers import TINY, load_script, smooth_image, with_threads
 
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
 
@@ -187,3 +187,21 @@ def test_attncomp_eval_measures_a_variable_rate_file_as_one_curve(variable_rate,
     assert done.returncode == 0, done.stderr.decode()
     curve = json.loads((tmp_path / "eval" / "attn-hyperprior-vbr.json").read_text())["results"]
     assert curve["setting"] == ["q2", "q6.5"] and curve["bpp"][0] < curve["bpp"][1]
+
+
+def test_a_variable_rate_model_is_bundled_as_one_file_the_zoo_loads_at_any_quality(
+        tmp_path, monkeypatch, capsys, variable_rate):
+    trained, package = tmp_path / "trained.pt", tmp_path / "package"
+    package.mkdir()
+    save_weights(variable_rate.network, trained, "attn-hyperprior-vbr")
+    monkeypatch.setattr(zoo, "_WEIGHTS_DIR", package)
+    with pytest.raises(SystemExit):  # there is no one quality to file it under
+        load_script("bundle_weights").main([str(trained), "--quality", "3"])
+    load_script("bundle_weights").main([str(trained)])
+    assert [p.name for p in package.iterdir()] == ["attn-hyperprior-vbr.pt"]
+    assert zoo.available_qualities("attn-hyperprior-vbr") == list(range(1, 9))
+    assert zoo.load("attn-hyperprior-vbr", 3.5).quality == 3.5
+    capsys.readouterr()
+    load_script("zoo_budget").main()
+    rows = [row for row in capsys.readouterr().out.splitlines() if "attn-hyperprior-vbr" in row]
+    assert len(rows) == 1 and rows[0].startswith("| attn-hyperprior-vbr | 1–8 | each level's |"), rows

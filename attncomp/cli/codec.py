@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, on_quality_grid
-from ..codec.container import DEFAULT_TILE, unpack
+from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, check_quality
+from ..codec.container import DEFAULT_TILE, MAX_TILE, unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
 from . import non_negative, reuse_freed_memory
@@ -55,13 +55,13 @@ def check_output(path: str, force: bool) -> None:
         raise AttncompError(f"folder {target.parent} does not exist")
 
 
-def write_output(path: str, data: bytes) -> None:
-    """Write atomically: a temporary file in the same folder, renamed when complete."""
+def write_output(path: str, data: bytes, force: bool) -> None:
+    """Write atomically: a temporary file in the same folder, renamed when complete (over a file only with --force)."""
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        atomic_write(path, lambda f: f.write(data))
+        atomic_write(path, lambda f: f.write(data), overwrite=force)
 
 
 def image_format(path: str, requested: str | None) -> str:
@@ -91,17 +91,7 @@ def check_model_args(args) -> None:
         raise AttncompError(f"weights file not found: {args.weights}")
     if args.quality is None or args.weights:
         return
-    name = args.model or DEFAULT_MODEL
-    lambdas = CATALOG[name].config.get("lambdas")
-    if lambdas:
-        if not 1 <= args.quality <= len(lambdas) or not on_quality_grid(args.quality):
-            raise AttncompError(f"quality {args.quality:g} is not between 1 and {len(lambdas)} in steps of 0.01")
-    elif args.quality not in CATALOG[name].lambdas:
-        raise AttncompError(
-            f"quality {args.quality:g} is not defined for {name}: use 1..{max(CATALOG[name].lambdas)}"
-            + ("" if args.quality % 1 == 0 else "; fractional qualities need a variable-rate model such as "
-               + ", ".join(n for n, e in CATALOG.items() if e.config.get("lambdas")))
-        )
+    check_quality(args.model or DEFAULT_MODEL, args.quality)
 
 
 def load_model(args, quality=None):
@@ -213,7 +203,7 @@ def cmd_encode(args) -> int:
         start = time.perf_counter()
         data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
         seconds = time.perf_counter() - start
-        write_output(output, data)
+        write_output(output, data, args.force)
         header = unpack(data)
         pixels = header.width * header.height
         line = f"{output}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, {name}, {seconds:.2f} s"
@@ -254,7 +244,7 @@ def cmd_decode(args) -> int:
             image.save(buffer, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
         except (KeyError, OSError, ValueError) as exc:
             raise AttncompError(f"cannot write {fmt}: {exc}") from None
-        write_output(output, buffer.getvalue())
+        write_output(output, buffer.getvalue(), args.force)
         line = f"{output}: {image.width}×{image.height} {image.mode}, {seconds:.2f} s" + (", bf16" if bf16 else "")
         return line, (len(data), image.width * image.height)
 
@@ -292,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "a variable-rate model also codes fractional ones, e.g. 3.5")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
     enc.add_argument("--tile", type=int, metavar="PX", default=DEFAULT_TILE,
-                     help=f"tile side for large images (default {DEFAULT_TILE}; tiles read context across their "
-                     "borders, and 1024 saves well under 1%% of the bits on large photos for more memory)")
+                     help=f"tile side for large images, a multiple of 64 up to {MAX_TILE} (default {DEFAULT_TILE}; "
+                     "tiles read context across their borders, and 1024 saves well under 1%% of the bits on large "
+                     "photos for more memory)")
     enc.add_argument("--refine", type=non_negative, default=0, metavar="STEPS",
                      help="optimise the latents for this image (e.g. 50): smaller files at the same quality, "
                      "slower encoding, same decoder (default 0)")

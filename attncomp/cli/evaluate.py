@@ -45,6 +45,9 @@ def select_models(args) -> list:
         else:
             models.append(model)
     names = args.model or ([] if args.weights else [DEFAULT_MODEL, *BASELINE_MODELS])
+    both = sorted({m.name for m in models} & set(names))
+    if both:  # a curve is named by its model: trained weights and the bundled ones would be averaged into one
+        raise AttncompError(f"--weights and --model {', '.join(both)} would share one curve; evaluate them in separate runs")
     for name in names:
         bundled = available_qualities(name)
         qualities = args.qualities or bundled

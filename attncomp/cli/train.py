@@ -33,6 +33,7 @@ from ..errors import AttncompError
 from ..files import atomic_write
 from ..models import image_channels
 from ..models.layers import bfloat16_is_fast
+from ..models.rd import MS_SSIM_MIN_SIDE
 from ..training import (
     CompressionModule,
     ExportWeights,
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         channels = image_channels(cli.model.model)
         if cli.datamodule.hparams.channels != channels:
             raise AttncompError(f"{cli.model.hparams.model} codes {channels}-channel images: pass --data.channels {channels}")
+        crop = cli.datamodule.hparams.crop_size
+        if cli.model.hparams.distortion == "ms-ssim" and crop < MS_SSIM_MIN_SIDE:
+            raise AttncompError(f"--model.distortion ms-ssim needs --data.crop_size {MS_SSIM_MIN_SIDE} or more "
+                                f"(MS-SSIM's five scales), not {crop}")
         device = cli.trainer.strategy.root_device
         if str(cli.trainer.precision).startswith("bf16") and not bfloat16_is_fast(device):
             print(f"attncomp-train: warning: this {device.type.upper()} has no fast bf16 (it needs AVX-512): "

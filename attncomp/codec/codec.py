@@ -13,7 +13,7 @@ from ..errors import StreamError, WeightsError
 from ..files import read_bytes
 from ..models import CodingModel, zoo
 from ..models.layers import bfloat16_is_fast
-from .container import DEFAULT_TILE, MAX_CONTEXT, Stream, pack, unpack
+from .container import DEFAULT_TILE, MAX_CONTEXT, MAX_TILE, Stream, pack, unpack
 from .refine import refine_latents
 from .tiles import coded_tiles, latent_canvas, synthesis_window, tile_context
 
@@ -49,8 +49,8 @@ def encode(
     """
     model = _checked(model if model is not None else zoo.load())
     factor = model.downsampling_factor
-    if tile_size < factor or tile_size % factor or tile_size > 65535:
-        raise ValueError(f"tile size must be a multiple of {factor} below 65536")
+    if tile_size < factor or tile_size % factor or tile_size > MAX_TILE:
+        raise ValueError(f"tile size must be a multiple of {factor} up to {MAX_TILE}")
     if refine_steps < 0:
         raise ValueError("refine steps must be 0 or more")
     if refine_steps and not model.supports_refinement:

@@ -39,8 +39,11 @@ from ..errors import StreamError
 
 # Pixels a side of the tiles an encoder cuts by default. Memory is a tile's activations plus the 8-bit image,
 # so 512 bounds the peak lower than 1024 does, for tile borders that cost more bits on large photos (the trade
-# is measured in the README, "Memory"). Any multiple of the model's downsampling factor below 65536 is a valid stream.
+# is measured in the README, "Memory"). Any multiple of the model's downsampling factor up to MAX_TILE is valid.
 DEFAULT_TILE = 512
+# A decoder holds one tile's activations at a time (about 0.4 GB for a 1024² tile): a larger tile in a stream's
+# header would let a few bytes make it allocate gigabytes.
+MAX_TILE = 2048
 MAGIC = b"ATNC"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
@@ -161,6 +164,8 @@ def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
         raise StreamError(f"unknown image mode {mode} in stream")
     if width < 1 or height < 1 or tile_size < 1 or per_tile < 1:
         raise StreamError("stream header has an empty image, tile or string list")
+    if tile_size > MAX_TILE:
+        raise StreamError(f"stream tile of {tile_size} px exceeds the limit of {MAX_TILE}")
     if context > MAX_CONTEXT:
         raise StreamError(f"stream tile context {context} exceeds {MAX_CONTEXT} latents")
     if max_pixels is not None and width * height > max_pixels:

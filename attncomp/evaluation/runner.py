@@ -31,6 +31,7 @@ class Record:
     encode_s: float
     decode_s: float
     estimated_bpp: float = math.nan
+    lmbda: float = math.nan  # a model's λ at this setting (what it was trained, or is set, to trade off)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def measure_model(model: CodingModel, test: TestImage, keep: dict | None = None,
     return Record(
         model_label(model, refine_steps), model_setting(model), test.name, len(data), 8 * len(data) / test.pixels,
         psnr(reference, decoded), ms_ssim(reference, decoded), encoded, decoded_s,
-        estimate,
+        estimate, model.lmbda or math.nan,
     )
 
 

@@ -71,7 +71,7 @@ class CodingModel:
         the quality a variable-rate network is to code at.
         """
         network = copy.deepcopy(network).eval()
-        network.update()  # CDF tables, if not built yet
+        network.update(force=True)  # CDF tables of the weights as they are now (a trained network has stale ones)
         variable_rate = bool(getattr(network, "config", {}).get("lambdas"))
         model = cls(name, network, state_hash(network.state_dict()), None if variable_rate else quality, lmbda,
                     training or {}, exact_h_s(network))  # fmt: skip

@@ -33,7 +33,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 
-from ..catalog import CATALOG, COMPRESSAI_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY
+from ..catalog import CATALOG, COMPRESSAI_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY, check_quality
 from ..errors import WeightsError
 from ..files import atomic_write
 from .. import compressai_adapter
@@ -99,13 +99,12 @@ def load(name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY) -> CodingM
     range, fractional ones too; a fixed-rate model has one file per quality.
     """
     spec = entry(name)
+    check_quality(name, quality)
     if spec.config.get("lambdas"):
         path = bundled_weights(name, None)
         if not path.is_file():
             raise WeightsError(f"no bundled weights for {name}; train them with attncomp-train --model.model {name}")
         return load_weights(path, name).at(quality)
-    if quality not in spec.lambdas:
-        raise WeightsError(f"quality {quality} is not defined for {name}; use 1..{max(spec.lambdas)}")
     path = bundled_weights(name, int(quality))
     if not path.is_file():
         have = available_qualities(name)

@@ -204,6 +204,11 @@ class CompressionModule(pl.LightningModule):
         if self.hparams.distortion == "mse":
             loss = rd.objective(lmbda, mse, bpp)
         else:
+            if min(x.shape[-2:]) < rd.MS_SSIM_MIN_SIDE:  # pytorch_msssim would only assert
+                raise ValueError(
+                    f"an MS-SSIM loss needs images of at least {rd.MS_SSIM_MIN_SIDE}×{rd.MS_SSIM_MIN_SIDE} pixels "
+                    f"(its five scales), got {x.shape[-2]}×{x.shape[-1]}"
+                )
             loss = lmbda * (1 - ms_ssim_float32(x_hat, x, size_average=False)) + bpp
         losses = {"loss": loss, "bpp": bpp, "mse": mse}
         losses = {k: v.mean() for k, v in losses.items()}
