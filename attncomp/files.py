@@ -58,13 +58,14 @@ def atomic_write(path, write: Callable[[BinaryIO], None], overwrite: bool = True
 
 def _move_unless_there(tmp: str, path: Path) -> None:
     """Rename ``tmp`` to ``path`` only if ``path`` does not exist, in one step where the file system links."""
+    there = AttncompError(f"{path} exists (written meanwhile); use --force to overwrite it")
     try:
         os.link(tmp, path)  # fails if path exists, atomically
     except FileExistsError:
-        raise AttncompError(f"{path} exists (written meanwhile); use --force to overwrite it") from None
+        raise there from None
     except OSError:  # no hard links here (e.g. FAT): check, then rename
         if path.exists():
-            raise AttncompError(f"{path} exists (written meanwhile); use --force to overwrite it") from None
+            raise there from None
         os.replace(tmp, path)
     else:
         os.unlink(tmp)

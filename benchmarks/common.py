@@ -41,14 +41,20 @@ class _Prior(torch.nn.Module):
     """attncomp's h_s as CompressAI's models call it: the scales (then the means, for a mean-scale prior),
     times a variable-rate network's gain at one quality, as attncomp scales them before coding."""
 
-    def __init__(self, net, gain):
+    def __init__(self, h_s, mean_scale: bool, gain):
         super().__init__()
-        self.net, self.gain = net, gain
+        self.h_s, self.mean_scale, self.gain = h_s, mean_scale, gain
+
+    def split(self, z_hat):
+        """(scales, means or None), gained."""
+        params = self.h_s(z_hat)
+        means, scales = params.chunk(2, 1) if self.mean_scale else (None, params)
+        if self.gain is None:
+            return scales, means
+        return scales * self.gain, None if means is None else means * self.gain
 
     def forward(self, z_hat):
-        means, scales = self.net.split_prior(self.net.h_s(z_hat))
-        if self.gain is not None:
-            means, scales = (None if means is None else means * self.gain), scales * self.gain
+        scales, means = self.split(z_hat)
         return scales if means is None else torch.cat([scales, means], 1)
 
 
@@ -75,7 +81,7 @@ def compressai_reference(net, quality=None):
         gain, inverse = (g.float() for g in net.quality_gains(quality))
         with torch.no_grad():
             reference.g_s[0].weight.mul_(inverse.reshape(-1, 1, 1, 1))  # (in, out, k, k)
-    reference.h_s = _Prior(net, gain)
+    reference.h_s = _Prior(net.h_s, mean_scale, gain)
     reference.update(force=True)
     return reference
 
@@ -87,8 +93,7 @@ def reference_stream(reference, net, x) -> dict:
     y, z = net.analysis(x)
     z_strings = reference.entropy_bottleneck.compress(z)
     z_hat = reference.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-    params = reference.h_s(z_hat)
-    scales, means = params.chunk(2, 1) if params.shape[1] == 2 * net.M else (params, None)
+    scales, means = reference.h_s.split(z_hat)
     if reference.h_s.gain is not None:
         y = y * reference.h_s.gain
     y_strings = reference.gaussian_conditional.compress(y, reference.gaussian_conditional.build_indexes(scales), means=means)
