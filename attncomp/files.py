@@ -15,10 +15,19 @@ from typing import BinaryIO, Callable
 from .errors import AttncompError
 
 
-def read_bytes(path, error: type[AttncompError] = AttncompError) -> bytes:
-    """The bytes of ``path``; a missing, unreadable or directory path raises ``error`` with one line."""
+def read_bytes(path, error: type[AttncompError] = AttncompError, check_start: Callable[[bytes], None] | None = None,
+               start: int = 0) -> bytes:
+    """The bytes of ``path``; a missing, unreadable or directory path raises ``error`` with one line.
+
+    ``check_start`` (which raises if they are wrong) sees the first ``start`` bytes before the rest is read:
+    a large file that is not what was asked for is refused without reading it whole.
+    """
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(start)
+            if check_start is not None:
+                check_start(head)
+            return head + f.read()
     except FileNotFoundError:
         raise error(f"no such file: {path}") from None
     except IsADirectoryError:

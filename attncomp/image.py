@@ -18,6 +18,7 @@ from .errors import ImageError
 from .files import read_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".avif")
+ORIENTATION = 0x0112  # the EXIF tag
 DEFAULT_MAX_PIXELS = 200_000_000  # the largest image (width × height) opened or decoded unless told otherwise
 
 
@@ -34,8 +35,8 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     Files are also subject to Pillow's own decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``,
     the caller's to set): attncomp does not change it.
     """
-    if isinstance(source, Image.Image):
-        image = source
+    if isinstance(source, Image.Image):  # transposed as a copy: the caller's image stays as it is
+        image = ImageOps.exif_transpose(source) if source.getexif().get(ORIENTATION, 1) != 1 else source
     elif isinstance(source, np.ndarray):
         image = _from_array(source)
     else:
@@ -78,6 +79,8 @@ def _read(source, max_pixels: int) -> Image.Image:
 
 def normalise_mode(image: Image.Image) -> Image.Image:
     """``L`` for single-channel images, ``RGB`` for everything else."""
+    if image.mode == "F":  # its range (0…1? 0…255? HDR?) is not in the file: converting would guess
+        raise ImageError("floating-point images are not supported: save the image with 8 or 16 bits per sample")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # in place on one int32 array: 4 bytes a pixel at most, not several int64 temporaries
         array = np.array(image, dtype=np.int32)

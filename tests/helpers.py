@@ -54,11 +54,12 @@ class Finished:
     stderr: bytes
 
 
-def run_main(main, args, stdin: bytes = b"") -> Finished:
+def run_main(main, args, stdin: bytes | io.BufferedIOBase = b"") -> Finished:
     """A CLI's ``main(argv)`` in this process with its standard streams captured: a subprocess spends seconds
-    importing torch for each call. ``tests/test_*`` keep one real subprocess per entry point."""
+    importing torch for each call. ``tests/test_*`` keep one real subprocess per entry point. ``stdin``: its
+    bytes, or a binary file object (to see how much of it was read)."""
     streams = {name: io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for name in ("stdout", "stderr")}
-    stdin_stream = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    stdin_stream = io.TextIOWrapper(io.BytesIO(stdin) if isinstance(stdin, bytes) else stdin, encoding="utf-8")
     with mock.patch.multiple(sys, stdin=stdin_stream, argv=[sys.argv[0]], **streams):
         try:
             code = main([str(a) for a in args])

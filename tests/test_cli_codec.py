@@ -1,5 +1,6 @@
 """attncomp-codec as a user runs it, with real files: in this process (fast), and once in a subprocess."""
 
+import io
 import struct
 import subprocess
 import sys
@@ -137,6 +138,16 @@ def test_missing_and_non_image_inputs(tmp_path, tiny_weights):
     assert not (tmp_path / "a.atc").exists() and not (tmp_path / "b.png").exists()
 
 
+def test_what_is_not_a_stream_is_refused_after_its_first_four_bytes():
+    class Unclosed(io.BytesIO):
+        def close(self):  # run_main's text wrapper closes its buffer when it goes: tell() comes after
+            pass
+
+    endless = Unclosed(bytes(1_000_000))  # e.g. info - < /dev/zero
+    assert_clean_error(run("info", "-", stdin=endless), "not an attncomp stream")
+    assert endless.tell() == 4
+
+
 def test_corrupted_and_truncated_streams_leave_no_output(tmp_path, png, tiny_weights):
     encode(png(), tmp_path / "a.atc", tiny_weights)
     data = (tmp_path / "a.atc").read_bytes()
@@ -263,4 +274,7 @@ def test_many_files_mistakes_are_refused_before_any_work(tmp_path, png, tiny_wei
     assert_clean_error(run("encode", a, b, tmp_path / "c.atc", "--weights", tiny_weights), "-o FOLDER")
     assert_clean_error(run("encode", a, b, "-o", tmp_path / "missing", "--weights", tiny_weights), "does not exist")
     assert_clean_error(run("encode", a, same_name, "-o", out, "--weights", tiny_weights), "several inputs would write")
+    # said once for the batch, not once a file
+    assert_clean_error(run("encode", a, b, "-o", out, "--weights", tiny_weights, "--tile", "100"), "tile size")
+    assert_clean_error(run("decode", a, b, "-o", out, "--format", "xyz"), "cannot write images in format")
     assert list(out.iterdir()) == []

@@ -30,6 +30,22 @@ def test_layout_starts_with_magic_version_and_name():
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
+def with_name(data: bytes, name: bytes) -> bytes:
+    """``data`` with another model name and a valid CRC: what a crafted stream can say."""
+    body = data[:5] + bytes([len(name)]) + name + data[6 + data[5] : -4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("name", [b"\x1b[2J\x1b[31mX", b"a b", b"caf\xc3\xa9", b""])
+def test_a_model_name_that_could_control_a_terminal_is_refused(name):
+    data = pack(sample())
+    assert unpack(with_name(data, b"attn-hyperprior-vbr")).model == "attn-hyperprior-vbr"
+    with pytest.raises(StreamError, match="names no valid model"):
+        unpack(with_name(data, name))
+    with pytest.raises(ValueError):
+        pack(Stream(name.decode("utf-8", "replace"), 3, bytes(8), 8, 8, "RGB", 128))
+
+
 @pytest.mark.parametrize("cut", [1, 5, 20, 40, 60])
 def test_truncated_streams_are_rejected(cut):
     data = pack(sample())

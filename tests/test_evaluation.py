@@ -45,6 +45,27 @@ def test_bd_rate_of_a_curve_shifted_by_a_known_rate_factor():
     assert math.isnan(bd_rate(rate, quality, rate, quality + 100))  # no overlap
 
 
+def test_bd_rate_needs_the_curves_to_share_half_the_narrower_quality_range():
+    anchor = ([0.2, 0.4, 0.8, 1.6], [28, 31, 34, 37])
+    assert math.isnan(bd_rate(*anchor, [0.3, 0.5], [36.9, 40]))  # 0.1 of a 3.1-dB range
+    assert math.isfinite(bd_rate(*anchor, [0.3, 0.5], [35, 38]))  # 2 of 3 dB
+    assert math.isfinite(bd_rate(*anchor, [0.3, 0.5], [30, 32]))  # inside the anchor's range
+
+
+def test_a_point_averages_quality_over_the_same_images_as_its_rate():
+    from attncomp.evaluation.runner import Record, curves
+
+    def record(image, bpp, psnr_db, ms_ssim_value):
+        return Record("jpeg", "50", image, 100, bpp, psnr_db, ms_ssim_value, 0.0, 0.0)
+
+    (point,) = curves([record("a", 0.5, 30.0, 0.95), record("b", 1.5, 34.0, 0.97)])["jpeg"]
+    assert (point["bpp"], point["psnr"], point["ms_ssim"]) == (1.0, 32.0, pytest.approx(0.96))
+    # an identical image (infinite PSNR), an image too small for MS-SSIM: that mean is undefined, not one
+    # over the other images paired with the rate of all
+    (point,) = curves([record("flat", 0.6, math.inf, math.nan), record("b", 1.3, 33.85, 0.97)])["jpeg"]
+    assert point["bpp"] == pytest.approx(0.95) and math.isnan(point["psnr"]) and math.isnan(point["ms_ssim"])
+
+
 @pytest.mark.parametrize("codec", sorted(SWEEPS))
 def test_every_anchor_round_trips_through_pillow(codec):
     if not available(codec):

@@ -186,6 +186,14 @@ def test_exif_orientation_is_applied(model):
     exif[0x0112] = 6  # rotate 90° clockwise on display
     Image.fromarray(smooth_image(40, 60)).save(buffer, format="JPEG", exif=exif)
     assert roundtrip(model, buffer.getvalue()).size == (40, 60)
+    opened = Image.open(io.BytesIO(buffer.getvalue()))  # a PIL image from the caller: the same, and left as it is
+    assert roundtrip(model, opened).size == (40, 60) and opened.size == (60, 40)
+
+
+def test_floating_point_images_are_refused_not_coded_black(model):
+    image = Image.fromarray(np.linspace(0.1, 0.9, 40 * 60, dtype=np.float32).reshape(40, 60), "F")
+    with pytest.raises(ImageError, match="floating-point"):
+        encode(image, model)
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (7, 3000), (3000, 7)])
@@ -282,3 +290,26 @@ def test_configuration_mistakes_give_one_clear_line(tmp_path, folder):
     err = result.stderr.decode()
     assert result.returncode == 1 and "fixes the model's M" in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "b" / "weights.pt").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--data.crop_size", "100", "positive multiple of 64"),  # y and z would not line up
+    ("--data.crop_size", "0", "positive multiple of 64"),
+    ("--data.batch_size", "0", "at least 1"),
+])
+def test_crop_and_batch_sizes_the_model_cannot_train_on_give_one_clear_line(tmp_path, folder, option, value, message):
+    result = train(train_args(folder, tmp_path / "run", "--max-steps", "1", option, value))
+    err = result.stderr.decode()
+    assert result.returncode == 1 and message in err and "Traceback" not in err, err[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_larger_than_an_epoch_of_crops_still_trains(tmp_path, folder):
+    result = train(train_args(folder, tmp_path / "run", "--max-steps", "1", "--data.batch_size", "64"))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+
+
+def test_a_run_without_validation_ends_well_and_writes_no_validation_point(tmp_path, folder):
+    result = train(train_args(folder, tmp_path / "run", "--max-steps", "1", "--trainer.limit_val_batches", "0"))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert (tmp_path / "run" / "weights.pt").is_file() and not (tmp_path / "run" / "validation.json").exists()

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, check_quality
-from ..codec.container import DEFAULT_TILE, MAX_TILE, unpack
+from ..codec.container import DEFAULT_TILE, MAGIC, MAX_TILE, check_magic, unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_bytes
 from . import non_negative, reuse_freed_memory
@@ -40,6 +40,16 @@ file 18% larger (453 against 383 kB)."""
 
 def read_input(path: str) -> bytes:
     return sys.stdin.buffer.read() if path == "-" else read_bytes(path)
+
+
+def read_stream(path: str) -> bytes:
+    """A stream's bytes, refused after the first four if they are not a stream's magic bytes (``info`` on a
+    large file that is not a stream, or on an endless stdin, reads no more)."""
+    if path != "-":
+        return read_bytes(path, check_start=check_magic, start=len(MAGIC))
+    start = sys.stdin.buffer.read(len(MAGIC))
+    check_magic(start)
+    return start + sys.stdin.buffer.read()
 
 
 def check_output(path: str, force: bool) -> None:
@@ -188,8 +198,10 @@ def cmd_encode(args) -> int:
     check_model_args(args)
     pairs = jobs(args, ".atc")
     model_once = functools.cache(lambda: coding_model(args))
-    if len(pairs) > 1:
-        model_once()  # a bad model or weights file: one error for the batch, before any file
+    if len(pairs) > 1:  # a bad model, weights file or tile size: one error for the batch, before any file
+        from ..codec import check_tile_size
+
+        check_tile_size(args.tile, model_once())
 
     def encode_one(source_path: str, output: str):
         check_output(output, args.force)
@@ -217,12 +229,14 @@ def cmd_decode(args) -> int:
     weights_once = functools.cache(lambda: load_model(args))
     if len(pairs) > 1 and args.weights:
         weights_once()  # a bad weights file: one error for the batch, before any file
+    if len(pairs) > 1 and args.format:
+        image_format("-", args.format)  # likewise a format Pillow cannot write
     bundled = {}  # one load per bundled model the streams name
 
     def decode_one(source: str, output: str):
         check_output(output, args.force)
         fmt = image_format(output, args.format)
-        data = read_input(source)
+        data = read_stream(source)
         stream = unpack(data)  # a truncated or corrupt stream is refused before torch is imported
         from ..codec import decode, model_for  # torch: there is a stream to decode
         from ..models.layers import bfloat16_is_fast
@@ -252,7 +266,7 @@ def cmd_decode(args) -> int:
 
 
 def cmd_info(args) -> None:
-    data = read_input(args.input)
+    data = read_stream(args.input)
     stream = unpack(data)
     payload = sum(len(s) for _, strings in stream.tiles for s in strings)
     print(f"model:        {stream.model}")
@@ -316,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         status = args.run(args)
     except (AttncompError, ValueError, OSError) as exc:  # OSError: e.g. a closed stdout pipe
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:  # e.g. an image far larger than this machine's memory
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

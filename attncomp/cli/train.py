@@ -94,7 +94,10 @@ class TrainCLI(LightningCLI):
 
 def write_validation_point(trainer: Trainer, module, datamodule, path: Path) -> None:
     """Validate the final weights and record the RD point (estimated bpp, PSNR, loss) with the step."""
-    (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    if not results:  # validation turned off (--trainer.limit_val_batches 0)
+        return
+    (metrics,) = results
     if trainer.is_global_zero:
         images = int(sum(trainer.num_val_batches))  # batches of one image, after --trainer.limit_val_batches
         lmbda = None if module.lambdas else module.hparams.lmbda  # a variable-rate model: one point per λ
@@ -118,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         channels = image_channels(cli.model.model)
         if cli.datamodule.hparams.channels != channels:
             raise AttncompError(f"{cli.model.hparams.model} codes {channels}-channel images: pass --data.channels {channels}")
-        crop = cli.datamodule.hparams.crop_size
+        crop, batch = cli.datamodule.hparams.crop_size, cli.datamodule.hparams.batch_size
+        factor = cli.model.model.downsampling_factor
+        if crop < factor or crop % factor:
+            raise AttncompError(f"--data.crop_size must be a positive multiple of {factor} "
+                                f"({cli.model.hparams.model} downsamples by {factor}), not {crop}")
+        if batch < 1:
+            raise AttncompError(f"--data.batch_size must be at least 1, not {batch}")
         if cli.model.hparams.distortion == "ms-ssim" and crop < MS_SSIM_MIN_SIDE:
             raise AttncompError(f"--model.distortion ms-ssim needs --data.crop_size {MS_SSIM_MIN_SIDE} or more "
                                 f"(MS-SSIM's five scales), not {crop}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 _HOMES = {
     "DEFAULT_TILE": ".container",
+    "check_tile_size": ".codec",
     "coded_tiles": ".tiles",
     "decode": ".codec",
     "encode": ".codec",
@@ -27,7 +28,7 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:
-    from .codec import decode, encode, model_for
+    from .codec import check_tile_size, decode, encode, model_for
     from .container import DEFAULT_TILE, FORMAT_VERSION, Stream, pack, tile_boxes, unpack
     from .tiles import coded_tiles
 

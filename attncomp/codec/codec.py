@@ -35,6 +35,12 @@ def _checked(model) -> CodingModel:
 
 
 @torch.inference_mode()
+def check_tile_size(tile_size: int, model: CodingModel) -> None:
+    factor = model.downsampling_factor
+    if tile_size < factor or tile_size % factor or tile_size > MAX_TILE:
+        raise ValueError(f"tile size must be a multiple of {factor} up to {MAX_TILE}")
+
+
 def encode(
     source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int = 0,
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS, context: int | None = None,
@@ -48,9 +54,7 @@ def encode(
     the model's transforms reach, 0 for tiles that code alone).
     """
     model = _checked(model if model is not None else zoo.load())
-    factor = model.downsampling_factor
-    if tile_size < factor or tile_size % factor or tile_size > MAX_TILE:
-        raise ValueError(f"tile size must be a multiple of {factor} up to {MAX_TILE}")
+    check_tile_size(tile_size, model)
     if refine_steps < 0:
         raise ValueError("refine steps must be 0 or more")
     if refine_steps and not model.supports_refinement:

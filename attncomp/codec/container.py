@@ -6,7 +6,7 @@ All integers are little-endian. Offsets are in bytes::
     magic              4      b"ATNC"
     version            1      FORMAT_VERSION; a decoder refuses any other
     name length n      1
-    model name         n      ASCII zoo name, e.g. "attn-hyperprior"
+    model name         n      zoo name: letters, digits, ".", "_", "-", e.g. "attn-hyperprior"
     quality            2      100·q: the quality q the stream was coded at (3.5 → 350), 0 for custom weights
     weights hash       8      first 8 bytes of SHA-256 of the state dict
     width, height      4, 4   pixels of the source image
@@ -30,6 +30,7 @@ Both are still read.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ DEFAULT_TILE = 512
 # header would let a few bytes make it allocate gigabytes.
 MAX_TILE = 2048
 MAGIC = b"ATNC"
+MODEL_NAME = re.compile(rb"[A-Za-z0-9._-]{1,255}")
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 MAX_CONTEXT = 8  # more is never written, and would let a stream make each tile synthesise a large part of the image
@@ -87,7 +89,9 @@ def tile_boxes(height: int, width: int, tile_size: int):
 
 
 def pack(stream: Stream) -> bytes:
-    name = stream.model.encode("ascii")
+    name = stream.model.encode("ascii", errors="replace")
+    if not MODEL_NAME.fullmatch(name):
+        raise ValueError(f"a stream's model name is 1-255 letters, digits, '.', '_' or '-', not {stream.model!r}")
     strings_per_tile = len(stream.tiles[0][1]) if stream.tiles else 0
     parts = [
         MAGIC,
@@ -127,11 +131,16 @@ class _Reader:
         return fmt.unpack(self.take(fmt.size))
 
 
+def check_magic(start: bytes) -> None:
+    """Refuse what does not begin as a stream does, from its first ``len(MAGIC)`` bytes."""
+    if start != MAGIC:
+        raise StreamError("not an attncomp stream (bad magic bytes)")
+
+
 def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
     """Parse and validate a stream; raises StreamError for anything malformed."""
     data = bytes(data)
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise StreamError("not an attncomp stream (bad magic bytes)")
+    check_magic(data[: len(MAGIC)])
     if len(data) < MIN_SIZE:
         raise StreamError("stream is truncated")
     body, (crc,) = data[:-4], _LENGTH.unpack(data[-4:])
@@ -146,10 +155,10 @@ def unpack(data: bytes, max_pixels: int | None = None) -> Stream:
     reader = _Reader(body)
     reader.take(5)
     (name_length,) = reader.take(1)
-    try:
-        model = reader.take(name_length).decode("ascii")
-    except UnicodeDecodeError:
-        raise StreamError("stream names no valid model") from None
+    name = reader.take(name_length)
+    if not MODEL_NAME.fullmatch(name):  # printed by info and in errors: no terminal control bytes
+        raise StreamError("stream names no valid model")
+    model = name.decode("ascii")
     context = 0
     if version == 1:
         quality, weights_hash, width, height, mode, tile_size, per_tile = reader.unpack(_HEADER_TAIL_V1)

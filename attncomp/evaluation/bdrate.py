@@ -9,19 +9,25 @@ import bjontegaard
 import numpy as np
 
 
+MIN_OVERLAP = 0.5
+"""The share of the narrower curve's quality range both curves must cover: an average over a sliver of it
+would speak for points the other curve never reaches."""
+
+
 def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality) -> float:
-    """Average bitrate change (%) of test against anchor at equal quality; NaN without overlap.
+    """Average bitrate change (%) of test against anchor at equal quality; NaN without enough overlap.
 
     Negative means the test codec needs fewer bits. Points are sorted by
     rate and kept where quality increases; each curve needs two points and
-    the two must overlap in quality.
+    their quality ranges must share at least :data:`MIN_OVERLAP` of the narrower one.
     """
     a = _curve(anchor_rate, anchor_quality)
     t = _curve(test_rate, test_quality)
     if a is None or t is None:
         return math.nan
     low, high = max(a[1].min(), t[1].min()), min(a[1].max(), t[1].max())
-    if low >= high:
+    narrower = min(np.ptp(a[1]), np.ptp(t[1]))
+    if low >= high or high - low < MIN_OVERLAP * narrower:
         return math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -38,7 +38,8 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
     return float(_ms_ssim(tensor(reference), tensor(decoded), data_range=255.0))
 
 
-def finite_mean(values) -> float:
-    """Mean of the finite values (an identical image's infinite PSNR is left out)."""
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
+def mean_over_all(values) -> float:
+    """Mean over every image, or NaN if any value is not finite (an identical image's infinite PSNR, MS-SSIM of
+    an image too small for it): a point's quality must average the same images as its rate, the mean of all."""
+    values = list(values)
+    return float(np.mean(values)) if values and all(math.isfinite(v) for v in values) else math.nan

@@ -16,7 +16,7 @@ from ..codec.tiles import tile_context
 from ..errors import AttncompError
 from ..models import CodingModel, rd
 from . import anchors
-from .metrics import finite_mean, ms_ssim, psnr
+from .metrics import mean_over_all, ms_ssim, psnr
 
 
 @dataclass
@@ -170,11 +170,11 @@ def curves(records: list[Record]) -> dict:
             points.append(dict(
                 setting=setting,
                 bpp=float(np.mean([r.bpp for r in rs])),
-                psnr=finite_mean(r.psnr for r in rs),
-                ms_ssim=finite_mean(r.ms_ssim for r in rs),
+                psnr=mean_over_all(r.psnr for r in rs),
+                ms_ssim=mean_over_all(r.ms_ssim for r in rs),
                 encode_s=float(np.mean([r.encode_s for r in rs])),
                 decode_s=float(np.mean([r.decode_s for r in rs])),
-                estimated_bpp=finite_mean(r.estimated_bpp for r in rs),
+                estimated_bpp=mean_over_all(r.estimated_bpp for r in rs),
             ))
         points.sort(key=lambda p: p["bpp"])
         out[codec] = points

@@ -219,7 +219,7 @@ class ImageFolderData(pl.LightningDataModule):
                     log.warning("no image of %s is in %s: no validation", hp.val_split, train_dir)
 
     def train_dataloader(self) -> DataLoader:
-        steps = 16 * len(self.train_images) // self.hparams.batch_size
+        steps = max(16 * len(self.train_images) // self.hparams.batch_size, 1)  # a batch larger than an epoch's crops
         if self.hparams.crops_on_device:
             return DataLoader(StepNumbers(steps), batch_size=None)
         crops = RandomCrops(self.train_images, self.hparams.crop_size, length=steps * self.hparams.batch_size)
