@@ -153,7 +153,8 @@ def parse(argv):
     parser.add_argument("--model.model_config", dest="model_config", type=json.loads, default={},
                         help="ablation: JSON settings every variant shares (its own switches win)")
     args, extra = parser.parse_known_args(argv)  # the rest goes to attncomp-train (e.g. --accelerator cpu)
-    if args.init is None:
+    from_scratch = args.plan in ("ablation", "fixed-rate")
+    if args.init is None and not from_scratch:  # a fine-tune or a warm start begins from the bundled weights
         args.init = zoo.bundled_weights(MODEL, 1).parent
     args.runs = args.runs or Path(f"runs/gpu-{args.plan}")
     if args.deadline is None:  # start-up, compilation and the final validation: 2 minutes a run
@@ -162,7 +163,6 @@ def parse(argv):
         args.deadline = (args.minutes + 2) * (-(-one_after_another // args.at_once) if args.at_once else 1)
     if args.plan in ("variable-rate", "fixed-rate") and args.variant == BEST:
         args.variant = best_variant(args.ablation_runs)
-    from_scratch = args.plan in ("ablation", "fixed-rate")
     args.config = args.config or str(ROOT / "configs" / ("ablation.yaml" if from_scratch else "gpu.yaml"))
     earlier = sorted({p.name for pattern in RETURNED for p in args.out.glob(pattern)})
     if earlier:  # an old weights-N.tar beside the new ones would be kept as if this round returned it
@@ -196,8 +196,11 @@ def plan(args) -> list[Run]:
     # a run continues from the weights an earlier round returned for it (--init NAME.pt), if any,
     # for what is left of its --steps
     runs = []
+    if args.init is not None and not any(zoo.weights_in(args.init, name) for name in specs):
+        # a mistyped folder would restart the lineages from scratch, and keep_weights then replace them
+        raise SystemExit(f"gpu_round: --init {args.init} holds none of {', '.join(specs)} (NAME.pt or NAME.pt.xz)")
     for name, options in specs.items():
-        init = zoo.weights_in(args.init, name)
+        init = zoo.weights_in(args.init, name) if args.init is not None else None
         before = zoo.trained_steps(zoo.read_weights(init).get("training")) if init else 0
         before = resumed_origin(args.runs / name, before, init)
         if before >= args.steps:
@@ -215,7 +218,7 @@ def resumed_origin(run: Path, init_steps: int, init: Path | None) -> int:
     if not checkpoint.is_file():
         return init_steps
     saved = zoo.safe_load(checkpoint, "checkpoint")
-    origin = zoo.trained_steps(saved.get("initialised_from"))
+    origin = zoo.trained_steps({"initialised_from": saved.get("initialised_from")})  # as the run counts it
     trained = origin + saved.get("global_step", 0)
     if trained < init_steps:
         raise SystemExit(f"gpu_round: {checkpoint} has trained {trained} steps, {init} {init_steps}: "

@@ -50,16 +50,22 @@ def returned_weights(source: Path) -> dict[str, bytes]:
     return found
 
 
-def keep(source: Path, dest: Path) -> list[Path]:
+def keep(source: Path, dest: Path, force: bool = False) -> list[Path]:
     """Write ``source``'s weights into ``dest`` as ``NAME.pt.xz``. Every one is checked to be a whole attncomp
-    weights file before any kept copy is replaced, so a truncated return never overwrites the last good one."""
+    weights file before any kept copy is replaced, so a truncated return never overwrites the last good one;
+    nor, unless ``force``, does one of another configuration or with fewer steps behind it (e.g. a round that
+    started from scratch because its ``--init`` was wrong)."""
     dest.mkdir(parents=True, exist_ok=True)
     partials = {}
     try:
         for name, data in returned_weights(source).items():
             partial = partials[name] = dest / f".{name}.part.xz"  # *.xz: zoo reads it as it will read the kept file
             partial.write_bytes(lzma.compress(data))
-            zoo.read_weights(partial)
+            kept = dest / f"{name}.xz"
+            if kept.is_file() and not force:
+                check_continues(zoo.read_weights(kept), zoo.read_weights(partial), kept)
+            else:
+                zoo.read_weights(partial)
     except BaseException as exc:  # a damaged file, a full disk, Ctrl-C: no partial file stays behind
         for partial in partials.values():
             partial.unlink(missing_ok=True)
@@ -69,14 +75,27 @@ def keep(source: Path, dest: Path) -> list[Path]:
     return [partial.replace(dest / f"{name}.xz") for name, partial in partials.items()]
 
 
+def check_continues(kept: dict, new: dict, path: Path) -> None:
+    """Refuse new weights that do not continue the kept ones: another model or configuration, fewer steps."""
+    if (new["model"], new["config"]) != (kept["model"], kept["config"]):
+        raise WeightsError(f"the returned {path.stem} is another model or configuration than the kept {path} "
+                           "(--force replaces it)")
+    steps, kept_steps = (zoo.trained_steps(p.get("training")) for p in (new, kept))
+    if steps < kept_steps:
+        raise WeightsError(f"the returned {path.stem} has {steps} steps behind it, the kept {path} {kept_steps} "
+                           "(--force replaces it)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a round's OUT folder (*.pt or weights-*.tar)")
     parser.add_argument("dest", type=Path, nargs="?", default=DEFAULT_DEST)
+    parser.add_argument("--force", action="store_true",
+                        help="replace kept weights even by another configuration or fewer steps")
     args = parser.parse_args(argv)
     if not args.source.is_dir():
         parser.error(f"no folder {args.source}")
-    for path in keep(args.source, args.dest):
+    for path in keep(args.source, args.dest, args.force):
         print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
     return 0
 

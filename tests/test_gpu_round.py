@@ -18,7 +18,7 @@ from PIL import Image
 
 from attncomp.catalog import COMPRESSAI_LAMBDAS
 from attncomp.codec import decode
-from attncomp.models import CodingModel, create, load_weights, save_weights
+from attncomp.models import CodingModel, create, load_weights, save_weights, zoo
 
 from .helpers import TINY, image_folder, load_script, smooth_image
 
@@ -71,7 +71,6 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     command = [  # scripts/gpu_round.py in this process (the test above runs it through gpu_round.sh)
         str(out), "--plan", "ablation", "--variants", "plain",
         "residual-meanscale", "--steps", "2", "--minutes", "5", "--data", str(data), "--runs", str(tmp_path / "runs"),
-        "--init", str(tmp_path / "no-init"),
         "--check-images", "1", "--val-split", str(split), "--accelerator", "cpu", "--precision", "32",
         "--model.compile", "false", "--model.model_config", json.dumps(TINY), "--data.crop_size", "64",
         "--data.batch_size", "2", "--one-at-a-time",  # as on a CPU; on a GPU all variants train at once
@@ -110,8 +109,10 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     init = tmp_path / "kept"
     load_script("keep_weights").main([str(out), str(init)])
     assert sorted(p.name for p in init.iterdir()) == ["plain.pt.xz", "residual-meanscale.pt.xz"]
-    again = [str(tmp_path / "out2"), *command[1:]]
+    again = [str(tmp_path / "out2"), *command[1:], "--init", str(tmp_path / "kep")]
     again[again.index("--runs") + 1] = str(tmp_path / "runs2")
+    with pytest.raises(SystemExit, match="holds none of plain, residual-meanscale"):  # mistyped: no lineage lost
+        load_script("gpu_round").main(again)
     again[again.index("--init") + 1] = str(init)
     again[again.index("--steps") + 1] = "4"  # in all: 2 more
     del again[again.index("residual-meanscale")]  # one variant shows it
@@ -164,6 +165,10 @@ def test_a_round_resumes_a_run_from_the_steps_its_checkpoint_began_at_and_never_
     torch.save({"global_step": 1500, "initialised_from": {"steps": 1500}}, runs / "plain" / "checkpoints" / "last.ckpt")
     with pytest.raises(SystemExit, match="has trained 3000 steps, .*plain.pt 4500: continue from --init with another --runs"):
         plain_run(6000)
+    # a run warm-started from another model's weights counts none of theirs, as the run itself does
+    warm = {"steps": 5429, "warm_start": "q5.pt"}
+    torch.save({"global_step": 4600, "initialised_from": warm}, runs / "plain" / "checkpoints" / "last.ckpt")
+    assert plain_run(6000) == (0, "6000")
 
 
 def test_the_fixed_rate_plan_trains_one_model_per_quality_of_a_variants_architecture_like_the_ablation(tmp_path):
@@ -241,6 +246,28 @@ def test_kept_weights_are_never_replaced_by_a_truncated_or_ambiguous_return(tmp_
         tar.add(tiny_weights, "plain.pt")
     with pytest.raises(SystemExit, match="plain.pt is in both"):
         keep([str(out), str(kept)])
+
+
+def test_kept_weights_are_replaced_only_by_their_continuation_unless_forced(tmp_path):
+    keep = load_script("keep_weights").main
+    out, kept = tmp_path / "out", tmp_path / "kept"
+    out.mkdir()
+
+    def returned(steps, **config):
+        save_weights(create("attn-hyperprior-vbr", **{**TINY, **config}), out / "plain.pt", "attn-hyperprior-vbr",
+                     training={"steps": steps})
+
+    returned(300)
+    keep([str(out), str(kept)])
+    returned(200)  # e.g. a round whose mistyped --init started it from scratch
+    with pytest.raises(SystemExit, match="200 steps behind it, the kept .* 300"):
+        keep([str(out), str(kept)])
+    returned(400, attention="paper")
+    with pytest.raises(SystemExit, match="another model or configuration"):
+        keep([str(out), str(kept)])
+    assert zoo.trained_steps(zoo.read_weights(kept / "plain.pt.xz")["training"]) == 300
+    keep([str(out), str(kept), "--force"])
+    assert zoo.read_weights(kept / "plain.pt.xz")["config"]["attention"] == "paper"
 
 
 def test_a_round_refuses_a_folder_that_holds_an_earlier_rounds_files(tmp_path, capsys):

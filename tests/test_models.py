@@ -1,6 +1,7 @@
 """The models of both papers: shapes, switches and CompressAI compatibility."""
 
 import lzma
+import math
 from pathlib import Path
 
 import numpy as np
@@ -327,10 +328,23 @@ def test_bad_weights_files_raise_weights_error(tmp_path, tiny_weights):
     with pytest.raises(WeightsError, match="incomplete"):
         load_weights(tmp_path / "partial.pt")
     payload = torch.load(tiny_weights, weights_only=True)
-    for damage in ({"config": None}, {"state_dict": {**payload["state_dict"], "g_a.body.0.weight": [0.0]}}):
+    for damage in ({"config": None}, {"state_dict": {**payload["state_dict"], "g_a.body.0.weight": [0.0]}},
+                   {"training": [1, 2]}, {"quality": "3"}, {"lmbda": True}):
         torch.save({**payload, **damage}, tmp_path / "damaged.pt")
         with pytest.raises(WeightsError, match="damaged"):
             load_weights(tmp_path / "damaged.pt")
+    torch.save({**payload, "version": True}, tmp_path / "flag.pt")  # True == 1, but is no format version
+    with pytest.raises(WeightsError, match="format version True"):
+        load_weights(tmp_path / "flag.pt")
+    torch.save({**payload, "version": 1}, tmp_path / "mislabelled.pt")  # format-2 names under format 1's label
+    with pytest.raises(WeightsError, match="does not fit"):
+        load_weights(tmp_path / "mislabelled.pt")
+    state = dict(payload["state_dict"])
+    h_s_weight = next(k for k in state if k.startswith("h_s.") and k.endswith("weight"))
+    state[h_s_weight] = torch.full_like(state[h_s_weight], math.inf)  # no fixed-point h_s can hold it
+    torch.save({**payload, "state_dict": state}, tmp_path / "huge.pt")
+    with pytest.raises(WeightsError, match="huge.pt: weights too large"):
+        load_weights(tmp_path / "huge.pt")
 
 
 def test_a_state_with_differently_sized_cdf_tables_loads_over_built_ones(tiny_weights):

@@ -276,6 +276,12 @@ def test_corrupt_or_mismatched_checkpoints_give_one_clear_line(tmp_path, folder)
     other[other.index("{N: 16, M: 24, postfilter_channels: 8, reduction: 4}")] = "{N: 8, M: 16, postfilter_channels: 8, reduction: 4}"
     result = train(other)
     assert result.returncode == 1 and "different model" in result.stderr.decode()
+    # the same shapes, another block: the paper's gates resumed as residual ones would train the wrong model
+    switched = train_args(folder, tmp_path / "c", "--max-steps", "2", "--resume", tmp_path / "a" / "checkpoints" / "last.ckpt")
+    switched[switched.index("{N: 16, M: 24, postfilter_channels: 8, reduction: 4}")] = (
+        "{N: 16, M: 24, postfilter_channels: 8, reduction: 4, attention: residual}")
+    result = train(switched)
+    assert result.returncode == 1 and "different model" in result.stderr.decode()
 
 
 def test_configuration_mistakes_give_one_clear_line(tmp_path, folder):

@@ -193,24 +193,31 @@ def read_weights(path) -> dict:
     payload = safe_load(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path} is not an attncomp weights file")
-    if payload.get("version") not in (1, FORMAT_VERSION):
+    if type(payload.get("version")) is not int or payload["version"] not in (1, FORMAT_VERSION):
         raise WeightsError(f"{path} has weights format version {payload.get('version')}, expected {FORMAT_VERSION}")
     if not isinstance(payload.get("model"), str) or not isinstance(payload.get("state_dict"), dict):
         raise WeightsError(f"{path} is an incomplete attncomp weights file (no model name or state dict)")
     tensors = all(isinstance(value, torch.Tensor) for value in payload["state_dict"].values())
-    if not isinstance(payload.get("config"), dict) or not tensors:
-        raise WeightsError(f"{path} is a damaged attncomp weights file (its config or a weight is not what it stores)")
+    numbers = all(_is_number_or_none(payload.get(key)) for key in ("quality", "lmbda"))
+    if not isinstance(payload.get("config"), dict) or not tensors or not numbers \
+            or not isinstance(payload.get("training") or {}, dict):
+        raise WeightsError(f"{path} is a damaged attncomp weights file (its config, a weight, its quality, λ or "
+                           "training record is not what it stores)")
     return payload
+
+
+def _is_number_or_none(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def build_network(payload: dict, path="weights") -> CompressionModel:
     """The network a weights payload describes, with its weights, in float32 and train mode."""
     spec = entry(payload["model"])
     config, state = payload["config"], payload["state_dict"]
-    if payload["version"] == 1 and spec.cls is AttentionHyperprior:
-        config, state = upgrade_v1_hyperprior(config, state)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
+        if payload["version"] == 1 and spec.cls is AttentionHyperprior:
+            config, state = upgrade_v1_hyperprior(config, state)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         network = spec.cls(**config)
         load_state(network, state)
     except (RuntimeError, TypeError, KeyError, ValueError) as exc:
@@ -250,7 +257,10 @@ def load_weights(path, name: Optional[str] = None) -> CodingModel:
         network = build_network(payload, path).eval()
         # NHWC convolutions are ~1.5x faster on CPU; the entropy decoding does not depend on it
         network = network.to(memory_format=torch.channels_last)
-        exact = exact_h_s(network)
+        try:
+            exact = exact_h_s(network)
+        except ValueError as exc:  # e.g. h_s weights too large for its fixed-point arithmetic
+            raise WeightsError(f"{path}: {exc}") from None
     return CodingModel(
         payload["model"], network, state_hash(payload["state_dict"]), payload.get("quality"), payload.get("lmbda"),
         payload.get("training") or {}, exact,
