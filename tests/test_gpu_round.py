@@ -174,7 +174,7 @@ def test_a_round_resumes_a_run_from_the_steps_its_checkpoint_began_at_and_never_
 def test_the_fixed_rate_plan_trains_one_model_per_quality_of_a_variants_architecture_like_the_ablation(tmp_path):
     gpu_round = load_script("gpu_round")
     args, _ = gpu_round.parse([str(tmp_path / "out"), "--plan", "fixed-rate", "--variant", "residual-meanscale-M192",
-                               "--qualities", "1", "7", "--steps", "1500", "--init", str(tmp_path / "none"), "--one-at-a-time"])
+                               "--qualities", "1", "7", "--steps", "1500", "--one-at-a-time"])
     assert args.config.endswith("ablation.yaml") and args.deadline == 2 * (7 + 2)  # one after the other
     runs = gpu_round.plan(args)
     assert [run.name for run in runs] == ["residual-meanscale-M192-q1", "residual-meanscale-M192-q7"]
