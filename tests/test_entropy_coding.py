@@ -243,3 +243,19 @@ def test_a_stream_written_by_an_earlier_attncomp_still_decodes(stem):
     reference = np.asarray(Image.open(FIXTURE / f"{stem}.png"), dtype=int)
     assert image.shape == reference.shape and np.abs(image - reference).max() <= 2  # float synthesis
 
+
+
+def test_encoding_and_decoding_build_no_autograd_graph(tiny_model):
+    """Both run under inference mode: a graph of a photo's activations would cost time and memory for nothing."""
+    from attncomp.codec import encode
+
+    model = CodingModel.from_network(tiny_model, "attn-hyperprior")
+    modes = []
+    hooks = [module.register_forward_hook(lambda *_: modes.append(torch.is_inference_mode_enabled()))
+             for module in (model.network.g_a, model.network.g_s)]
+    try:
+        decode(encode(smooth_image(64, 64), model), model)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert modes == [True, True]

@@ -34,13 +34,13 @@ def _checked(model) -> CodingModel:
     return model
 
 
-@torch.inference_mode()
 def check_tile_size(tile_size: int, model: CodingModel) -> None:
     factor = model.downsampling_factor
     if tile_size < factor or tile_size % factor or tile_size > MAX_TILE:
         raise ValueError(f"tile size must be a multiple of {factor} up to {MAX_TILE}")
 
 
+@torch.inference_mode()
 def encode(
     source, model=None, tile_size: int = DEFAULT_TILE, refine_steps: int = 0,
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS, context: int | None = None,
