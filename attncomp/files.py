@@ -24,16 +24,25 @@ def read_bytes(path, error: type[AttncompError] = AttncompError, check_start: Ca
     """
     try:
         with open(path, "rb") as f:
-            head = f.read(start)
-            if check_start is not None:
-                check_start(head)
-            return head + f.read()
+            return read_all(f, check_start, start)
     except FileNotFoundError:
         raise error(f"no such file: {path}") from None
     except IsADirectoryError:
         raise error(f"{path} is a directory, not a file") from None
     except OSError as exc:
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_all(f: BinaryIO, check_start: Callable[[bytes], None] | None = None, start: int = 0) -> bytes:
+    """The rest of ``f``, as :func:`read_bytes` reads a file (``check_start`` first sees ``start`` bytes)."""
+    if check_start is None:
+        return f.read()
+    head = f.read(start)
+    check_start(head)
+    if f.seekable():  # back and read it in one piece: a large stream is not copied again to join the head
+        f.seek(-len(head), os.SEEK_CUR)
+        return f.read()
+    return head + f.read()
 
 
 def atomic_write(path, write: Callable[[BinaryIO], None], overwrite: bool = True) -> None:

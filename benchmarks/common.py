@@ -41,14 +41,13 @@ class _Prior(torch.nn.Module):
     """attncomp's h_s as CompressAI's models call it: the scales (then the means, for a mean-scale prior),
     times a variable-rate network's gain at one quality, as attncomp scales them before coding."""
 
-    def __init__(self, h_s, mean_scale: bool, gain):
+    def __init__(self, h_s, split_prior, gain):
         super().__init__()
-        self.h_s, self.mean_scale, self.gain = h_s, mean_scale, gain
+        self.h_s, self.split_prior, self.gain = h_s, split_prior, gain
 
     def split(self, z_hat):
         """(scales, means or None), gained."""
-        params = self.h_s(z_hat)
-        means, scales = params.chunk(2, 1) if self.mean_scale else (None, params)
+        means, scales = self.split_prior(self.h_s(z_hat))
         if self.gain is None:
             return scales, means
         return scales * self.gain, None if means is None else means * self.gain
@@ -81,7 +80,7 @@ def compressai_reference(net, quality=None):
         gain, inverse = (g.float() for g in net.quality_gains(quality))
         with torch.no_grad():
             reference.g_s[0].weight.mul_(inverse.reshape(-1, 1, 1, 1))  # (in, out, k, k)
-    reference.h_s = _Prior(net.h_s, mean_scale, gain)
+    reference.h_s = _Prior(net.h_s, net.split_prior, gain)
     reference.update(force=True)
     return reference
 

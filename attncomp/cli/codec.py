@@ -28,7 +28,7 @@ from pathlib import Path
 from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, check_quality
 from ..codec.container import DEFAULT_TILE, MAGIC, MAX_TILE, check_magic, unpack
 from ..errors import AttncompError
-from ..files import atomic_write, read_bytes
+from ..files import atomic_write, read_all, read_bytes
 from . import non_negative, reuse_freed_memory
 
 PROG = "attncomp-codec"
@@ -45,11 +45,9 @@ def read_input(path: str) -> bytes:
 def read_stream(path: str) -> bytes:
     """A stream's bytes, refused after the first four if they are not a stream's magic bytes (``info`` on a
     large file that is not a stream, or on an endless stdin, reads no more)."""
-    if path != "-":
-        return read_bytes(path, check_start=check_magic, start=len(MAGIC))
-    start = sys.stdin.buffer.read(len(MAGIC))
-    check_magic(start)
-    return start + sys.stdin.buffer.read()
+    if path == "-":
+        return read_all(sys.stdin.buffer, check_magic, len(MAGIC))
+    return read_bytes(path, check_start=check_magic, start=len(MAGIC))
 
 
 def check_output(path: str, force: bool) -> None:

@@ -44,6 +44,6 @@ def check_resumable(path, module) -> None:
         raise WeightsError(f"{path} is not a Lightning checkpoint")
     expected = {k: v.shape for k, v in module.state_dict().items() if not k.endswith(ENTROPY_TABLE_BUFFERS)}
     found = {k: v.shape for k, v in checkpoint["state_dict"].items() if not k.endswith(ENTROPY_TABLE_BUFFERS)}
-    network = {"model": module.hparams.model, "config": dict(module.model.config)}
+    network = module.network_identity()
     if expected != found or checkpoint.get("network", network) != network:  # older checkpoints: shapes only
         raise WeightsError(f"checkpoint {path} was written for a different model or configuration")

@@ -179,8 +179,12 @@ class CompressionModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["initialised_from"] = self.parent
-        # what the network is, for check_resumable: switches such as paper/residual blocks leave shapes alike
-        checkpoint["network"] = {"model": self.hparams.model, "config": dict(self.model.config)}
+        checkpoint["network"] = self.network_identity()
+
+    def network_identity(self) -> dict:
+        """What the network is, for :func:`~attncomp.training.checkpoints.check_resumable`: switches such as
+        paper or residual blocks leave the tensor shapes alike."""
+        return {"model": self.hparams.model, "config": dict(self.model.config)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # A resumed run keeps the record of the weights it first started from: --model.init_weights
