@@ -40,6 +40,11 @@ class CatalogEntry:
     description: str = ""
     lambdas: dict = field(default_factory=lambda: dict(COMPRESSAI_LAMBDAS))
 
+    @property
+    def variable_rate(self) -> bool:
+        """One set of weights for every quality from 1 to its number of λs (``config["lambdas"]``)."""
+        return bool(self.config.get("lambdas"))
+
 
 CATALOG: dict[str, CatalogEntry] = {
     "attn-hyperprior": CatalogEntry("hyperprior", LITE, "paper architecture at a CPU-trainable size (default)"),
@@ -66,12 +71,12 @@ def check_quality(name: str, quality: float) -> None:
     """Refuse a quality the zoo's ``name`` cannot code: a variable-rate model codes 1 to its number of
     levels in hundredths, a fixed-rate one the qualities of its λ table."""
     entry = CATALOG[name]
-    levels = entry.config.get("lambdas")
-    if levels:
-        if not 1 <= quality <= len(levels) or not on_quality_grid(quality):
-            raise WeightsError(f"quality {quality:g} is not between 1 and {len(levels)} in steps of 0.01")
+    if entry.variable_rate:
+        levels = len(entry.config["lambdas"])
+        if not 1 <= quality <= levels or not on_quality_grid(quality):
+            raise WeightsError(f"quality {quality:g} is not between 1 and {levels} in steps of 0.01")
     elif quality not in entry.lambdas:
-        variable_rate = ", ".join(n for n, e in CATALOG.items() if e.config.get("lambdas"))
+        variable_rate = ", ".join(n for n, e in CATALOG.items() if e.variable_rate)
         raise WeightsError(
             f"quality {quality:g} is not defined for {name}: use 1..{max(entry.lambdas)}"
             + ("" if quality % 1 == 0 else f"; fractional qualities need a variable-rate model such as {variable_rate}")

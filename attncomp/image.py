@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -96,13 +97,18 @@ def normalise_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGBA").convert("RGB") if image.mode == "P" else image.convert("RGB")
 
 
-def to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
-    """1×C×H×W float32 in [0, 1], with ``channels`` (1 or 3) colour channels."""
+def to_uint8_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
+    """C×H×W uint8, with ``channels`` (1 or 3) colour channels."""
     image = image.convert("L" if channels == 1 else "RGB")
     array = np.asarray(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[..., None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
+    """1×C×H×W float32 in [0, 1], with ``channels`` (1 or 3) colour channels."""
+    return to_uint8_tensor(image, channels).unsqueeze(0).float().div_(255)
 
 
 def tile_to_tensor(image: Image.Image, box: tuple[int, int, int, int], channels: int = 3) -> torch.Tensor:
@@ -135,12 +141,17 @@ def to_image(x: torch.Tensor, mode: str = "RGB") -> Image.Image:
     return image.convert(mode)
 
 
-def list_images(folder) -> list[Path]:
-    """Image files below ``folder``, recursively, in a stable order."""
+def list_images(folder, include: Optional[set] = None, exclude: set = frozenset()) -> list[Path]:
+    """Image files below ``folder``, recursively, in a stable order; ``include``/``exclude`` select them
+    by file stem (a split, :func:`read_split`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"not a directory: {folder}")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        and p.stem not in exclude and (include is None or p.stem in include)
+    )  # fmt: skip
 
 
 def read_split(path) -> set[str]:

@@ -14,7 +14,6 @@ Decode time: whole `decode` of Kodak images with each filter swapped in, against
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ def crops(images, count_per_image, size, generator):
     return torch.stack(out).float() / 255
 
 
-def psnr(net, post_filter, images):
+def mean_psnr(net, post_filter, images):
     """Mean PSNR over RGB of the 8-bit output, whole images."""
     values = []
     with torch.no_grad():
@@ -138,7 +137,7 @@ def main():
     kodak = [imageio.open_image(path) for path in imageio.list_images(args.images)[: args.limit or 3]]
 
     reference_seconds = compressai_decode_seconds(net, kodak)
-    bundled_psnr, bundled_seconds = psnr(net, net.post_filter, validation), decode_seconds(model, kodak)
+    bundled_psnr, bundled_seconds = mean_psnr(net, net.post_filter, validation), decode_seconds(model, kodak)
     print(f"{len(targets)} training crops, {len(validation)} validation images, {len(kodak)} Kodak images decoded")
     print(f"CompressAI ScaleHyperprior decode: {reference_seconds:.3f} s per image")
     print(f"bundled q{model.quality}, width {net.post_filter.net[0].out_channels}: validation PSNR {bundled_psnr:.3f} dB, "
@@ -153,7 +152,7 @@ def main():
         post_filter = train(width, inputs, targets, args.steps, args.seed)
         trained = time.perf_counter() - start
         seconds = decode_seconds(with_post_filter(model, post_filter), kodak)
-        quality = psnr(net, post_filter, validation)
+        quality = mean_psnr(net, post_filter, validation)
         print(f"width {width:3d}, {args.steps} steps ({trained:.0f} s): validation PSNR "
               f"{quality:.3f} dB ({quality - bundled_psnr:+.3f}), "
               f"decode {seconds:.3f} s ({seconds / reference_seconds:.2f}x CompressAI, "

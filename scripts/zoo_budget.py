@@ -18,7 +18,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in ZOO:
         qualities = available_qualities(name)
-        variable_rate = bool(zoo.entry(name).config.get("lambdas"))  # one file for every quality
+        variable_rate = zoo.entry(name).variable_rate  # one file for every quality
         for quality in [None] if variable_rate and qualities else qualities:
             payload = zoo.read_weights(zoo.bundled_weights(name, quality))
             runs = zoo.training_chain(payload["training"])

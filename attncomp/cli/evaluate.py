@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from ..errors import AttncompError
+from ..evaluation import anchors, reference, report, runner
 from ..files import atomic_write
 from ..models import DEFAULT_MODEL, ZOO, available_qualities, load, load_weights
 from . import non_negative, positive, reuse_freed_memory
@@ -32,8 +33,6 @@ BASELINE_MODELS = ("spatial-ae", "spatial-ae-gray")
 
 
 def select_models(args) -> list:
-    from ..evaluation.runner import model_label, model_setting
-
     models = []
     for path in args.weights or []:
         model = load_weights(path)
@@ -59,7 +58,7 @@ def select_models(args) -> list:
         models += [load(name, q) for q in qualities]
     if not models and not args.anchors:
         raise AttncompError("nothing to evaluate: no models and no --anchors")
-    points = [f"{model_label(m)} {model_setting(m)}" for m in models]
+    points = [f"{runner.model_label(m)} {runner.model_setting(m)}" for m in models]
     twice = sorted({p for p in points if points.count(p) > 1})
     if twice:
         raise AttncompError(f"{', '.join(twice)} would be one point twice; evaluate those weights in separate runs")
@@ -100,8 +99,6 @@ def remove_stale_curves(out: Path, written: set) -> None:
 def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, crops: int = 3) -> list[dict]:
     """Every output file of an evaluation, each written atomically; ``summary.json``, which marks a
     complete evaluation, is removed first and written last, so an interrupted run leaves none."""
-    from ..evaluation import anchors, reference, report, runner
-
     curves = runner.curves(evaluation.records)
     rows = runner.record_rows(evaluation.records)
     per_image = io.StringIO()
@@ -141,8 +138,6 @@ def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, c
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..evaluation.anchors import SWEEPS
-
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", metavar="IMAGES_DIR", help="folder of test images (searched recursively)")
     parser.add_argument("--model", nargs="+", choices=sorted(ZOO), metavar="NAME",
@@ -151,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="qualities to test (default: all bundled, or every level of a variable-rate --weights file; "
                         "fractional ones for variable-rate models)")
     parser.add_argument("--weights", nargs="+", metavar="FILE", help="exported weights files to test (one RD point each)")
-    parser.add_argument("--anchors", nargs="*", default=[], choices=sorted(SWEEPS), metavar="CODEC",
-                        help=f"classical codecs through Pillow: {' '.join(sorted(SWEEPS))}")
+    parser.add_argument("--anchors", nargs="*", default=[], choices=sorted(anchors.SWEEPS), metavar="CODEC",
+                        help=f"classical codecs through Pillow: {' '.join(sorted(anchors.SWEEPS))}")
     parser.add_argument("--out", default="results/eval", help="output folder (default results/eval)")
     parser.add_argument("--limit", type=positive, help="use only the first N images")
     parser.add_argument("--split", metavar="FILE", help="use only the images whose names FILE lists (a validation split)")
@@ -168,8 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from ..evaluation import anchors, reference, report, runner
-
         missing = [c for c in args.anchors if not anchors.available(c)]
         if missing:
             raise AttncompError(f"this Pillow cannot encode {', '.join(missing)}")

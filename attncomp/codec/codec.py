@@ -14,7 +14,7 @@ from ..files import read_bytes
 from ..models import CodingModel, zoo
 from ..models.layers import bfloat16_is_fast
 from .container import DEFAULT_TILE, MAX_CONTEXT, MAX_TILE, Stream, pack, unpack
-from .refine import refine_latents
+from .refine import check_refinable, refine_latents
 from .tiles import coded_tiles, latent_canvas, synthesis_window, tile_context
 
 _GUARD = bytes(16)
@@ -57,8 +57,8 @@ def encode(
     check_tile_size(tile_size, model)
     if refine_steps < 0:
         raise ValueError("refine steps must be 0 or more")
-    if refine_steps and not model.supports_refinement:
-        raise WeightsError(f"{model.name} does not support encoder-side refinement (--refine)")
+    if refine_steps:
+        check_refinable(model)
     context = tile_context(model) if context is None else context
     if not 0 <= context <= MAX_CONTEXT:
         raise ValueError(f"context must be 0 to {MAX_CONTEXT} latents")

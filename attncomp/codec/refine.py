@@ -27,6 +27,7 @@ from ..models.layers import bfloat16_is_fast
 from ..models.rd import objective
 
 LEARNING_RATE = 0.01
+SEED = 0
 TAU_START, TAU_END = 0.5, 0.1  # SGA temperature, annealed geometrically over the steps
 _EPS = 1e-6
 
@@ -74,9 +75,18 @@ def _frozen(network):
             p.requires_grad_(flag)
 
 
+def check_refinable(model: CodingModel) -> None:
+    """Refuse a model whose latents cannot be refined: no relaxed rate, no recorded λ, or an MS-SSIM model."""
+    if not model.supports_refinement:
+        raise WeightsError(f"{model.name} does not support encoder-side refinement")
+    if model.lmbda is None:
+        raise WeightsError("refinement needs the model's λ: these weights do not record one")
+    if model.distortion != "mse":
+        raise WeightsError("refinement lowers λ·255²·MSE + bpp, and these weights were trained for MS-SSIM")
+
+
 def refine_latents(
-    model: CodingModel, x_padded: torch.Tensor, size: tuple[int, int], steps: int, lmbda: float | None = None,
-    seed: int = 0, core=None,
+    model: CodingModel, x_padded: torch.Tensor, size: tuple[int, int], steps: int, core=None,
 ):
     """Latents for ``x_padded`` that code the image region ``size`` (h, w) at a lower RD loss.
 
@@ -84,13 +94,8 @@ def refine_latents(
     the core's latents are refined against the core's pixels, synthesised on their own: the decoder's
     synthesis also reads the neighbours' latents, which the loss leaves out.
     """
-    if not model.supports_refinement:
-        raise WeightsError(f"{model.name} does not support encoder-side refinement")
-    lmbda = lmbda if lmbda is not None else model.lmbda
-    if lmbda is None:
-        raise WeightsError("refinement needs the model's λ: these weights do not record one")
-    if model.distortion != "mse":
-        raise WeightsError("refinement lowers λ·255²·MSE + bpp, and these weights were trained for MS-SSIM")
+    check_refinable(model)
+    lmbda = model.lmbda
     with torch.inference_mode(False), torch.enable_grad(), _frozen(model.network):
         x_padded = x_padded.clone()
         with torch.no_grad():
@@ -102,7 +107,7 @@ def refine_latents(
         x = x_padded[..., : size[0], : size[1]]
         latents = [t.clone().requires_grad_(True) for t in start]
         optimizer = torch.optim.Adam(latents, lr=LEARNING_RATE)
-        generator = torch.Generator(x.device).manual_seed(seed)
+        generator = torch.Generator(x.device).manual_seed(SEED)
         for step in range(steps):
             tau = TAU_START * (TAU_END / TAU_START) ** (step / max(steps - 1, 1))
             # bf16: ~3x faster where the CPU has bf16 kernels (AVX-512); the bits stay float32

@@ -28,7 +28,7 @@ def available(codec: str) -> bool:
     return codec in SWEEPS and bool(features.check(_FEATURE[codec]))
 
 
-def _save_args(codec: str, setting, pixels: int, channels: int) -> dict:
+def _save_args(codec: str, setting, channels: int) -> dict:
     if codec == "jpeg":
         return dict(format="JPEG", quality=int(setting), optimize=True, subsampling="4:2:0")
     if codec == "webp":
@@ -41,7 +41,7 @@ def _save_args(codec: str, setting, pixels: int, channels: int) -> dict:
 
 def roundtrip(image: Image.Image, codec: str, setting) -> tuple[bytes, np.ndarray, float, float]:
     """Encode and decode ``image``: (bytes, decoded uint8 array, encode s, decode s)."""
-    args = _save_args(codec, setting, image.width * image.height, len(image.getbands()))
+    args = _save_args(codec, setting, len(image.getbands()))
     buffer = io.BytesIO()
     start = time.perf_counter()
     image.save(buffer, **args)

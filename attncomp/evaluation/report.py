@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure  # no pyplot: a notebook that imports this keeps its own backend
+from matplotlib.figure import Figure  # not pyplot's figures: nothing global to close or leak
 from PIL import Image
 
 from .. import image as imageio
@@ -50,26 +50,24 @@ def bd_markdown(rows: list[dict]) -> str:
 
 def plot_rd(curves: dict, metric: str, highlight=()) -> bytes:
     """One RD plot, every curve labelled, as PNG bytes."""
-    fig = Figure(figsize=(7.5, 5.2), dpi=110)
-    ax = fig.subplots()
-    for name, points in curves.items():
-        xs = [p["bpp"] for p in points if math.isfinite(p[metric])]
-        ys = [p[metric] for p in points if math.isfinite(p[metric])]
-        if not xs:
-            continue
-        bold = name in highlight
-        ax.plot(xs, ys, marker="o" if bold else ".", linewidth=2.2 if bold else 1.1,
-                linestyle="-" if bold or name in LABELS else "--", label=LABELS.get(name, name))
-    ax.set_xlabel("bits per pixel (real file size)")
-    ax.set_ylabel(METRICS[metric])
-    ax.set_xlim(0, 2.0)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:  # MS-SSIM is undefined below its size floor: maybe no curve at all
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+
+    def draw(fig, ax):
+        for name, points in curves.items():
+            xs = [p["bpp"] for p in points if math.isfinite(p[metric])]
+            ys = [p[metric] for p in points if math.isfinite(p[metric])]
+            if not xs:
+                continue
+            bold = name in highlight
+            ax.plot(xs, ys, marker="o" if bold else ".", linewidth=2.2 if bold else 1.1,
+                    linestyle="-" if bold or name in LABELS else "--", label=LABELS.get(name, name))
+        ax.set_xlabel("bits per pixel (real file size)")
+        ax.set_ylabel(METRICS[metric])
+        ax.set_xlim(0, 2.0)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # MS-SSIM is undefined below its size floor: maybe no curve at all
+            ax.legend(fontsize=7, loc="lower right")
+
+    return figure_png(draw, size=(7.5, 5.2), dpi=110)
 
 
 def png_bytes(array_or_image) -> bytes:
@@ -79,9 +77,8 @@ def png_bytes(array_or_image) -> bytes:
     return buffer.getvalue()
 
 
-def img_tag(png: bytes, alt: str, width: int | None = None) -> str:
-    size = f' width="{width}"' if width else ""
-    return f'<img alt="{html.escape(alt)}"{size} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+def img_tag(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 GATED = {"g_a": "g_a (latent y)", "h_a": "h_a (hyper-latent z)", "h_s": "h_s (prior)", "g_s": "g_s (RGB)"}
@@ -124,8 +121,9 @@ def bit_allocation(model: CodingModel, image) -> np.ndarray:
     return (-torch.log2(main)).sum(dim=1)[0].cpu().numpy()
 
 
-def figure_png(draw, size=(6, 2.6)) -> bytes:
-    fig = Figure(figsize=size, dpi=100)
+def figure_png(draw, size=(6, 2.6), dpi: int = 100) -> bytes:
+    """PNG bytes of a figure that ``draw(fig, ax)`` fills in."""
+    fig = Figure(figsize=size, dpi=dpi)
     ax = fig.subplots()
     draw(fig, ax)
     fig.tight_layout()

@@ -50,11 +50,7 @@ class TestImage:
 
 def load_images(folder, limit: int | None = None, split=None) -> list[TestImage]:
     """The first ``limit`` images below ``folder`` (those a ``split`` file lists, if given), named by their path there."""
-    paths = imageio.list_images(folder)
-    if split is not None:
-        stems = imageio.read_split(split)
-        paths = [p for p in paths if p.stem in stems]
-    paths = paths[:limit]
+    paths = imageio.list_images(folder, include=None if split is None else imageio.read_split(split))[:limit]
     if not paths:
         raise imageio.ImageError(f"no images in {folder}" + (f" listed in {split}" if split is not None else ""))
     names = [p.relative_to(folder).with_suffix("").as_posix() for p in paths]

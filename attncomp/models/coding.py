@@ -72,10 +72,10 @@ class CodingModel:
         """
         network = copy.deepcopy(network).eval()
         network.update(force=True)  # CDF tables of the weights as they are now (a trained network has stale ones)
-        variable_rate = bool(getattr(network, "config", {}).get("lambdas"))
-        model = cls(name, network, state_hash(network.state_dict()), None if variable_rate else quality, lmbda,
-                    training or {}, exact_h_s(network))  # fmt: skip
-        return model.at(quality) if variable_rate and quality is not None else model
+        model = cls(name, network, state_hash(network.state_dict()), None, lmbda, training or {}, exact_h_s(network))
+        if quality is None:
+            return model
+        return model.at(quality) if model.variable_rate else replace(model, quality=quality)
 
     @property
     def config(self) -> Mapping:

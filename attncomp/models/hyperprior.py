@@ -10,17 +10,17 @@ from compressai.models.base import get_scale_table
 from torch import nn
 
 from ..catalog import QUALITY_STEPS, quality_steps
-from ..compressai_adapter import (
+from .entropy_internals import (
     bottleneck_likelihoods, bottleneck_medians, conditional_likelihoods, conditional_symbols, scale_bound,
 )
+from . import rd
 from .fixed_point import FixedPointTransform
-from .layers import PostFilter, in_bfloat16, in_float32
+from .layers import PostFilter, check_form, in_bfloat16, in_float32
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 
 # 256 scales from 0.11 to 64: coding with the table's next larger scale then costs ~0.5% over the
 # estimated rate, against ~2-3% with CompressAI's 64 scales up to 256 (benchmarks/rate_overhead.py).
 SCALE_TABLE = get_scale_table(0.11, 64, 256)
-POSTFILTER = ("none", "paper", "residual")
 
 
 Core = tuple[slice, slice]
@@ -96,8 +96,7 @@ class AttentionHyperprior(ScaleHyperprior):
         lambdas: tuple = (),
     ):
         super().__init__(N=N, M=M)
-        if postfilter not in POSTFILTER:
-            raise ValueError(f"postfilter must be one of {', '.join(POSTFILTER)}, not {postfilter!r}")
+        check_form("postfilter", postfilter)
         if prior not in ("scale", "mean-scale"):
             raise ValueError(f"prior must be scale or mean-scale, not {prior!r}")
         lambdas = tuple(float(v) for v in lambdas)
@@ -282,7 +281,7 @@ class AttentionHyperprior(ScaleHyperprior):
         gain, inverse = self._gains(None, quality)
         y, scales, means = _gained(gain, y, scales, means)
         y_hat = quantize(y, 0.0 if means is None else means)
-        bits = in_float32(lambda *t: -(t[0].log2().sum() + t[1].log2().sum()))(
+        bits = in_float32(lambda z, y: rd.bits({"z": z, "y": y}))(
             bottleneck_likelihoods(self.entropy_bottleneck, z_hat),
             conditional_likelihoods(self.gaussian_conditional, y_hat, scales, means),
         )

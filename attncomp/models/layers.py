@@ -44,6 +44,16 @@ def bfloat16_is_fast(device: torch.device) -> bool:
     return device.type != "cpu" or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
+BLOCK_FORMS = ("none", "paper", "residual")
+"""The forms of each of the paper's two blocks: absent, as the paper has it, or residual (starts as the identity)."""
+
+
+def check_form(block: str, form: str) -> None:
+    """Refuse a form of ``block`` (attention or postfilter) that is not one of :data:`BLOCK_FORMS`."""
+    if form not in BLOCK_FORMS:
+        raise ValueError(f"{block} must be one of {', '.join(BLOCK_FORMS)}, not {form!r}")
+
+
 FEW_CHANNELS = 16
 """Below this many channels, :func:`spatial_max` reduces a channels_last tensor through an NCHW copy."""
 

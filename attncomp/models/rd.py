@@ -31,6 +31,11 @@ def objective(lmbda, mse, bpp):
     return lmbda * 255**2 * mse + bpp
 
 
+def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of an MSE of [0, 1] pixels (a zero MSE counts as 10⁻¹⁰: 100 dB, not infinity)."""
+    return -10 * torch.log10(mse.clamp_min(1e-10))
+
+
 def mse_from_psnr(psnr_db: float) -> float:
     """The MSE of [0, 1] pixels at ``psnr_db``."""
     return 10 ** (-psnr_db / 10)

@@ -13,9 +13,7 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
-from .layers import ChannelAttention, SubPixelDeconv
-
-ATTENTION = ("none", "paper", "residual")
+from .layers import ChannelAttention, SubPixelDeconv, check_form
 
 SYNTHESIS_BAND_PIXELS = 256 * 512
 """Output pixels per band of g_s's last two upsamplings without gradients: 256 rows of a 512-pixel tile
@@ -24,8 +22,7 @@ SYNTHESIS_BAND_PIXELS = 256 * 512
 
 def attention_block(kind: str, channels: int, reduction: int) -> nn.Module:
     """``none``: no block; ``paper``: CBAM's sigmoid gate; ``residual``: a gate that starts as the identity."""
-    if kind not in ATTENTION:
-        raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, not {kind!r}")
+    check_form("attention", kind)
     if kind == "none":
         return nn.Identity()
     return ChannelAttention(channels, reduction, residual=kind == "residual")

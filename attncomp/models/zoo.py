@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import io
 import lzma
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Optional
@@ -32,13 +32,14 @@ from typing import Optional
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
+from compressai.models.utils import update_registered_buffers
 
-from ..catalog import CATALOG, COMPRESSAI_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY, check_quality
+from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, CatalogEntry, check_quality
 from ..errors import WeightsError
 from ..files import atomic_write
-from .. import compressai_adapter
 from .hyperprior import AttentionHyperprior
 from .coding import CodingModel, exact_h_s, state_hash
+from .entropy_internals import CDF_BUFFERS
 from .spatial_ae import SpatialAttentionAE
 
 FORMAT = "attncomp-weights"
@@ -47,21 +48,17 @@ KINDS = {"hyperprior": AttentionHyperprior, "spatial-ae": SpatialAttentionAE}  #
 
 
 @dataclass(frozen=True)
-class ZooEntry:
-    cls: type
-    config: dict
-    lambdas: dict = field(default_factory=lambda: dict(COMPRESSAI_LAMBDAS))
-    description: str = ""
+class ZooEntry(CatalogEntry):
+    """A catalog entry with the class its kind names."""
+
+    cls: type = None
 
 
 # the names and settings live in the torch-free catalog, so the CLI can list them without importing torch
-ZOO: dict[str, ZooEntry] = {
-    name: ZooEntry(KINDS[spec.kind], spec.config, dict(spec.lambdas), spec.description)
-    for name, spec in CATALOG.items()
-}
+ZOO: dict[str, ZooEntry] = {name: ZooEntry(**vars(spec), cls=KINDS[spec.kind]) for name, spec in CATALOG.items()}
 _WEIGHTS_DIR = resources.files(__package__) / "weights"
 _EXACT_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.", "gains", "inverse_gains")
-ENTROPY_TABLE_BUFFERS = (*compressai_adapter.CDF_BUFFERS, "scale_table")  # sized by training: resized on load
+ENTROPY_TABLE_BUFFERS = (*CDF_BUFFERS, "scale_table")  # sized by training: resized on load
 
 
 def entry(name: str) -> ZooEntry:
@@ -87,7 +84,7 @@ def bundled_weights(name: str, quality: Optional[int]) -> Path:
 def available_qualities(name: str) -> list[int]:
     """The qualities bundled weights exist for (every level of a bundled variable-rate model)."""
     spec = entry(name)
-    if spec.config.get("lambdas"):
+    if spec.variable_rate:
         return list(range(1, len(spec.config["lambdas"]) + 1)) if bundled_weights(name, None).is_file() else []
     return [q for q in sorted(spec.lambdas) if bundled_weights(name, q).is_file()]
 
@@ -100,7 +97,7 @@ def load(name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY) -> CodingM
     """
     spec = entry(name)
     check_quality(name, quality)
-    if spec.config.get("lambdas"):
+    if spec.variable_rate:
         path = bundled_weights(name, None)
         if not path.is_file():
             raise WeightsError(f"no bundled weights for {name}; train them with attncomp-train --model.model {name}")
@@ -271,9 +268,8 @@ def load_state(model: CompressionModel, state_dict: dict, strict: bool = True):
     """``load_state_dict`` that also resizes CDF tables already built (CompressAI only fills empty ones)."""
     for name, module in model.named_modules():
         if isinstance(module, (EntropyBottleneck, GaussianConditional)):
-            for buffer in ENTROPY_TABLE_BUFFERS:
-                key = f"{name}.{buffer}"
-                if key in state_dict and buffer in module._buffers:
-                    module._buffers[buffer] = torch.empty_like(state_dict[key])
+            own = dict(module.named_buffers(recurse=False))
+            tables = [b for b in ENTROPY_TABLE_BUFFERS if b in own and f"{name}.{b}" in state_dict]
+            update_registered_buffers(module, name, tables, state_dict, policy="resize")
     return model.load_state_dict(state_dict, strict=strict)
 

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageError
-from ..image import list_images, open_image, read_split
+from ..image import list_images, open_image, read_split, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +34,8 @@ def load_folder(
     with a warning, so that every image can still give a crop.
     """
     images, padded = [], 0
-    for path in list_images(folder):
-        if path.stem in exclude or (include is not None and path.stem not in include):
-            continue
-        array = np.asarray(open_image(path).convert("L" if channels == 1 else "RGB"))
-        tensor = torch.from_numpy(array.copy()).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
+    for path in list_images(folder, include, exclude):
+        tensor = to_uint8_tensor(open_image(path), channels)
         pad_h, pad_w = max(min_size - tensor.shape[1], 0), max(min_size - tensor.shape[2], 0)
         if pad_h or pad_w:
             padded += 1

@@ -49,10 +49,6 @@ def ms_ssim_float32(x_hat: torch.Tensor, x: torch.Tensor, size_average: bool = T
     return in_float32(functools.partial(ms_ssim, data_range=1.0, size_average=size_average))(x_hat, x)
 
 
-def psnr(mse: torch.Tensor) -> torch.Tensor:
-    return -10 * torch.log10(mse.clamp_min(1e-10))
-
-
 def lr_factor(progress: float, decay_start: float, final_ratio: float) -> float:
     """Constant learning rate, then a geometric decay to ``final_ratio`` over the rest of the run.
 
@@ -218,7 +214,7 @@ class CompressionModule(pl.LightningModule):
             loss = lmbda * (1 - ms_ssim_float32(x_hat, x, size_average=False)) + bpp
         losses = {"loss": loss, "bpp": bpp, "mse": mse}
         losses = {k: v.mean() for k, v in losses.items()}
-        return dict(losses, psnr=psnr(losses["mse"]))
+        return dict(losses, psnr=rd.psnr_from_mse(losses["mse"]))
 
     def on_train_start(self) -> None:
         if self.lambdas:
