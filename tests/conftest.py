@@ -17,7 +17,7 @@ from PIL import Image
 
 from attncomp.models import create, save_weights
 
-from .helpers import TINY, smooth_image
+from .helpers import TINY, smooth_image, spread_latents
 
 
 # Property tests: a small profile for every run, a long one for `make fuzz` (--hypothesis-profile fuzz).
@@ -30,7 +30,7 @@ torch.set_num_threads(1)  # in case torch was imported before this file
 @pytest.fixture(scope="session")
 def tiny_model():
     torch.manual_seed(0)
-    model = create("attn-hyperprior", **TINY)
+    model = spread_latents(create("attn-hyperprior", **TINY))
     model.eval()
     model.update(force=True)
     return model
@@ -38,10 +38,11 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
-    """An exported weights file of a tiny (untrained) attention hyperprior."""
+    """An exported weights file of a tiny (untrained) attention hyperprior, the weights of ``tiny_model``."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_weights(create("attn-hyperprior", **TINY), path, "attn-hyperprior", quality=None, lmbda=0.01)
+    network = spread_latents(create("attn-hyperprior", **TINY))
+    save_weights(network, path, "attn-hyperprior", quality=None, lmbda=0.01)
     return path
 
 

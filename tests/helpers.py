@@ -13,6 +13,17 @@ import torch
 TINY = dict(N=16, M=24, postfilter_channels=8, reduction=4)
 
 
+@torch.no_grad()
+def spread_latents(model):
+    """An untrained hyperprior with latents that code real symbols: untrained, y and z round to 0 and every
+    scale sits at the bound, so a coding test would compare zeros with zeros. (In place; returns ``model``.)"""
+    model.g_a.body[6].weight.mul_(40)
+    model.h_a.body[4].weight.mul_(20)
+    model.h_s.body[4].weight.mul_(10)
+    model.h_s.body[4].bias[-model.config["M"] :].add_(2.0)  # the scales: h_s's last M channels
+    return model
+
+
 def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
     """A photo-like test image: smooth gradients plus a little texture."""
     rng = np.random.default_rng(seed)

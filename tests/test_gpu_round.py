@@ -20,7 +20,7 @@ from attncomp.catalog import COMPRESSAI_LAMBDAS
 from attncomp.codec import decode
 from attncomp.models import CodingModel, create, load_weights, save_weights, zoo
 
-from .helpers import TINY, image_folder, load_script, smooth_image
+from .helpers import TINY, image_folder, load_script, smooth_image, spread_latents
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -335,11 +335,7 @@ def test_the_speed_benchmarks_compressai_reference_decodes_attncomps_latents_at_
     """benchmarks/codec_speed.py times CompressAI decoding what attncomp decodes: the same rate, every level."""
     common = experiment_script("common")
     torch.manual_seed(0)
-    network = create("attn-hyperprior-vbr", **TINY, prior=prior).eval()
-    with torch.no_grad():  # spread latents, positive scales
-        network.g_a.body[6].weight.mul_(40)
-        network.h_a.body[4].weight.mul_(20)
-        network.h_s.body[4].bias[TINY["M"] if prior == "mean-scale" else 0 :].add_(2.0)
+    network = spread_latents(create("attn-hyperprior-vbr", **TINY, prior=prior)).eval()
     x = torch.from_numpy(smooth_image(128, 128)).permute(2, 0, 1)[None].float() / 255
     coding = CodingModel.from_network(network, "attn-hyperprior-vbr")
     for quality in (2, 7):

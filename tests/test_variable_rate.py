@@ -10,7 +10,7 @@ from attncomp.models import CodingModel, create, load_weights, save_weights, zoo
 from attncomp.models.fixed_point import FixedPointTransform
 from attncomp.models.rd import bits
 
-from .helpers import TINY, load_script, smooth_image, with_threads
+from .helpers import TINY, load_script, smooth_image, spread_latents, with_threads
 
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
 
@@ -23,12 +23,7 @@ def image_tensor(h=128, w=192, seed=0):
 def variable_rate():
     """A tiny untrained variable-rate mean-scale model whose latents are spread enough to code."""
     torch.manual_seed(0)
-    network = create("attn-hyperprior-vbr", **TINY)
-    with torch.no_grad():
-        network.g_a.body[6].weight.mul_(40)
-        network.h_a.body[4].weight.mul_(20)
-        network.h_s.body[4].weight.mul_(10)
-        network.h_s.body[4].bias[TINY["M"] :].add_(2.0)  # the scales' half: mostly positive
+    network = spread_latents(create("attn-hyperprior-vbr", **TINY))
     return CodingModel.from_network(network, "attn-hyperprior-vbr")
 
 

@@ -26,7 +26,7 @@ from attncomp.codec import decode, encode, unpack
 from attncomp.models import load_weights
 from attncomp.models.zoo import create, save_weights
 
-from ..helpers import TINY, smooth_image
+from ..helpers import TINY, smooth_image, spread_latents
 
 HERE = Path(__file__).parent
 QUALITY = 3.25
@@ -35,12 +35,7 @@ QUALITY = 3.25
 def make_tiny_vbr_weights():
     """Format 2's weights, kept for format 3: the same model, so the two fixtures differ only in the stream."""
     torch.manual_seed(0)
-    model = create("attn-hyperprior-vbr", **TINY)
-    with torch.no_grad():  # untrained latents round to 0 and scales sit at the bound: spread them
-        model.g_a.body[6].weight.mul_(40)
-        model.h_a.body[4].weight.mul_(20)
-        model.h_s.body[4].weight.mul_(10)
-        model.h_s.body[4].bias[TINY["M"] :].add_(2.0)
+    model = spread_latents(create("attn-hyperprior-vbr", **TINY))
     save_weights(model, HERE / "tiny_vbr.pt", "attn-hyperprior-vbr", half=True)
 
 
