@@ -38,7 +38,7 @@ def encode(src, dst, weights, *extra):
     return result
 
 
-def test_help_reads_well():
+def test_help_lists_the_commands_and_examples_and_encode_help_its_options():
     result = run("--help")
     assert result.returncode == 0
     text = result.stdout.decode()
@@ -76,7 +76,7 @@ def test_bundled_models_need_no_weights_file_either_way(tmp_path, png):
 
 
 @pytest.mark.parametrize("mode,expected", [("L", "L"), ("RGBA", "RGB"), ("P", "RGB"), ("I;16", "L")])
-def test_unusual_modes(tmp_path, png, tiny_weights, mode, expected):
+def test_gray_16_bit_palette_and_alpha_images_decode_as_l_or_rgb(tmp_path, png, tiny_weights, mode, expected):
     encode(png(40, 50, mode=mode), tmp_path / "a.atc", tiny_weights)
     assert run("decode", tmp_path / "a.atc", tmp_path / "b.png", "--weights", tiny_weights).returncode == 0
     assert Image.open(tmp_path / "b.png").mode == expected
@@ -108,7 +108,7 @@ def test_bf16_decodes_in_bf16_only_where_it_is_fast(tmp_path, png, tiny_weights,
     assert (0 < np.abs(bf16 - float32).max() <= 2) if fast else np.array_equal(bf16, float32)
 
 
-def test_stdin_and_stdout(tmp_path, png, tiny_weights):
+def test_a_dash_reads_stdin_and_writes_stdout(tmp_path, png, tiny_weights):
     stream = run("encode", "-", "-", "--weights", tiny_weights, stdin=png(33, 44).read_bytes())
     assert stream.returncode == 0 and stream.stdout[:4] == b"ATNC"
     image = run("decode", "-", "-", "--weights", tiny_weights, stdin=stream.stdout)
@@ -129,7 +129,7 @@ def test_an_unwritable_output_folder_is_a_one_line_error(png, tiny_weights):
     assert_clean_error(run("encode", png(), "/proc/out.atc", "--weights", tiny_weights), "cannot write /proc/out.atc")
 
 
-def test_missing_and_non_image_inputs(tmp_path, tiny_weights):
+def test_missing_and_non_image_inputs_are_one_line_errors_that_write_nothing(tmp_path, tiny_weights):
     assert_clean_error(run("encode", tmp_path / "nope.png", tmp_path / "a.atc", "--weights", tiny_weights), "no such file")
     text = tmp_path / "notes.png"
     text.write_text("hello")
@@ -165,7 +165,7 @@ def test_corrupted_and_truncated_streams_leave_no_output(tmp_path, png, tiny_wei
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_weights_that_do_not_match_the_stream(tmp_path, png, tiny_weights):
+def test_weights_that_did_not_write_the_stream_are_refused_with_a_hint(tmp_path, png, tiny_weights):
     import torch
 
     from attncomp.models import create, save_weights
@@ -185,7 +185,7 @@ def test_weights_that_do_not_match_the_stream(tmp_path, png, tiny_weights):
         assert_clean_error(run("decode", tmp_path / f"q{quality}.atc", tmp_path / "b.png"), "--weights")
 
 
-def test_unknown_model_quality_and_weights(tmp_path, png):
+def test_an_unknown_model_or_quality_and_unreadable_weights_are_refused(tmp_path, png):
     src = png()
     bad_model = run("encode", src, tmp_path / "a.atc", "--model", "nope")
     assert bad_model.returncode == 2 and "invalid choice" in bad_model.stderr.decode()
@@ -278,3 +278,44 @@ def test_many_files_mistakes_are_refused_before_any_work(tmp_path, png, tiny_wei
     assert_clean_error(run("encode", a, b, "-o", out, "--weights", tiny_weights, "--tile", "100"), "tile size")
     assert_clean_error(run("decode", a, b, "-o", out, "--format", "xyz"), "cannot write images in format")
     assert list(out.iterdir()) == []
+
+
+def test_a_quality_or_model_without_bundled_weights_names_what_is_bundled(tmp_path, png):
+    src = png()
+    assert_clean_error(run("encode", src, tmp_path / "a.atc", "--quality", "2"), "bundled qualities: [1, 3, 5, 7]")
+    assert_clean_error(run("encode", src, tmp_path / "a.atc", "--model", "plain-hyperprior"), "no bundled weights")
+    assert not (tmp_path / "a.atc").exists()
+
+
+def test_a_truncated_image_file_is_a_one_line_error_and_writes_nothing(tmp_path, png, tiny_weights):
+    data = png(64, 96).read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    assert_clean_error(run("encode", cut, tmp_path / "a.atc", "--weights", tiny_weights), "cannot decode input: image file is truncated")
+    assert not (tmp_path / "a.atc").exists()
+
+
+def test_decode_keeps_an_existing_image_without_force_and_refuses_a_folder_as_output(tmp_path, png, tiny_weights):
+    encode(png(), tmp_path / "a.atc", tiny_weights)
+    out = tmp_path / "b.png"
+    out.write_bytes(b"precious")
+    assert_clean_error(run("decode", tmp_path / "a.atc", out, "--weights", tiny_weights), "exists", "--force")
+    assert out.read_bytes() == b"precious"
+    assert run("decode", tmp_path / "a.atc", out, "--weights", tiny_weights, "--force").returncode == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "folder.png").mkdir()
+    assert_clean_error(run("decode", tmp_path / "a.atc", tmp_path / "folder.png", "--weights", tiny_weights), "is a directory")
+
+
+def test_decoding_many_streams_one_corrupt_stream_does_not_stop_the_others(tmp_path, png, tiny_weights):
+    streams, decoded = tmp_path / "streams", tmp_path / "decoded"
+    streams.mkdir()
+    decoded.mkdir()
+    for i in range(2):
+        encode(png(64, 96, name=f"img{i}.png"), streams / f"img{i}.atc", tiny_weights)
+    data = (streams / "img1.atc").read_bytes()
+    (streams / "cut.atc").write_bytes(data[: len(data) // 2])
+    result = run("decode", *sorted(streams.iterdir()), "-o", decoded, "--weights", tiny_weights)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "cut.atc: stream is corrupted or truncated" in err and "1 failed" in err, err
+    assert sorted(p.name for p in decoded.iterdir()) == ["img0.png", "img1.png"]

@@ -230,7 +230,8 @@ def test_eval_on_a_split_codes_only_the_images_it_lists(tmp_path, tiny_weights):
     with open(out / "per_image.csv", newline="") as f:
         assert sorted(row["image"] for row in csv.DictReader(f)) == ["img0", "img2"]
     split.write_text("nobody\n")
-    assert run_main(evaluate_main, [*args, "--out", tmp_path / "none"]).returncode == 1
+    refused = run_main(evaluate_main, [*args, "--out", tmp_path / "none"])
+    assert refused.returncode == 1 and f"listed in {split}" in refused.stderr.decode()
 
 
 def test_an_evaluation_cut_short_while_writing_leaves_no_summary_marking_it_complete(tmp_path, tiny_weights, monkeypatch):

@@ -42,42 +42,37 @@ RUN_CLI = """
 """
 
 
-def test_help_and_user_mistakes_are_answered_without_torch(tmp_path):
+def test_help_info_and_user_mistakes_are_answered_without_torch(tmp_path):
     image = tmp_path / "in.png"
     image.write_bytes(b"not looked at: every case below stops before reading it")
     existing = tmp_path / "out.atc"
     existing.write_bytes(b"keep me")
     corrupt = tmp_path / "bad.atc"
     corrupt.write_bytes(b"ATNC" + bytes(40))
-    cases = [
-        ["--help"],
-        ["encode", "--help"],
-        ["encode", str(tmp_path / "missing.png"), str(tmp_path / "a.atc")],  # missing input
-        ["encode", str(image), str(existing)],  # output exists, no --force
-        ["encode", str(image), str(tmp_path / "no" / "a.atc")],  # output folder missing
-        ["encode", str(image), str(tmp_path / "a.atc"), "--model", "nonsense"],
-        ["encode", str(image), str(tmp_path / "a.atc"), "--weights", "w.pt", "--quality", "3"],
-        ["encode", str(image), "-o", str(tmp_path / "nowhere")],
-        ["decode", str(corrupt), str(tmp_path / "b.png")],  # corrupt stream: refused by the container
-        ["decode", str(corrupt), str(tmp_path / "b.xyz")],  # unknown image format
-        ["info", str(corrupt)],
-        ["frobnicate"],
-    ]
-    report = fresh_python(RUN_CLI, json.dumps(cases))
+    stream = tmp_path / "s.atc"
+    stream.write_bytes(pack(Stream("attn-hyperprior", 3, bytes(range(8)), 96, 64, "RGB", 1024, tiles=[((1, 2), [b"abc", b"de"])])))
+    cases = {  # argv → (exit status, what stderr says)
+        ("--help",): (0, ""),
+        ("info", str(stream)): (0, ""),
+        ("encode", "--help"): (0, ""),
+        ("encode", str(tmp_path / "missing.png"), str(tmp_path / "a.atc")): (1, "no such file"),
+        ("encode", str(image), str(existing)): (1, "exists; use --force to overwrite it"),
+        ("encode", str(image), str(tmp_path / "no" / "a.atc")): (1, "does not exist"),
+        ("encode", str(image), str(tmp_path / "a.atc"), "--model", "nonsense"): (2, "invalid choice: 'nonsense'"),
+        ("encode", str(image), str(tmp_path / "a.atc"), "--weights", "w.pt", "--quality", "3"): (1, "weights file not found: w.pt"),
+        ("encode", str(image), "-o", str(tmp_path / "nowhere")): (1, "nowhere does not exist"),
+        ("decode", str(corrupt), str(tmp_path / "b.png")): (1, "corrupted or truncated"),  # refused by the container
+        ("decode", str(corrupt), str(tmp_path / "b.xyz")): (1, "cannot tell the image format of"),
+        ("info", str(corrupt)): (1, "corrupted or truncated"),
+        ("frobnicate",): (2, "invalid choice: 'frobnicate'"),
+    }
+    report = fresh_python(RUN_CLI, json.dumps([list(argv) for argv in cases]))
     for argv, status, err, torch_loaded in report:
+        expected_status, says = cases[tuple(argv)]
         assert not torch_loaded, f"attncomp-codec {' '.join(argv)} imported torch"
-        assert status == (0 if "--help" in argv else 2 if argv[0] == "frobnicate" or "nonsense" in argv else 1), argv
+        assert status == expected_status and says in err, (argv, status, err)
         if status == 1:
             assert err.startswith("attncomp-codec: error:") and "\n" not in err, err
-
-
-def test_info_reads_a_stream_without_torch(tmp_path):
-    stream = Stream("attn-hyperprior", 3, bytes(range(8)), 96, 64, "RGB", 1024, tiles=[((1, 2), [b"abc", b"de"])])
-    path = tmp_path / "a.atc"
-    path.write_bytes(pack(stream))
-    [(argv, status, err, torch_loaded)] = fresh_python(RUN_CLI, json.dumps([["info", str(path)]]))
-    assert status == 0, err
-    assert not torch_loaded
 
 
 def test_every_model_the_cli_offers_without_torch_can_be_built():

@@ -51,7 +51,7 @@ def test_tiles_join_as_the_whole_latent_decodes(without_attention):
     assert np.abs(tiled - whole).max() <= 1  # float summation order only
 
 
-def test_context_costs_no_bits_of_side_information_and_changes_the_image(without_attention):
+def test_tiles_coded_alone_are_as_many_and_decode_to_another_image(without_attention):
     image = smooth_image(HEIGHT, WIDTH)
     with_context = unpack(encode(image, without_attention, tile_size=TILE))
     alone = unpack(encode(image, without_attention, tile_size=TILE, context=0))
@@ -65,5 +65,5 @@ def test_a_model_that_codes_tiles_alone_refuses_a_stream_with_context():
     stream = unpack(encode(smooth_image(64, 64, 1), model, tile_size=TILE))
     assert stream.context == 0
     stream.context = CONTEXT
-    with pytest.raises(StreamError, match="context"):
+    with pytest.raises(StreamError, match="across their borders, which spatial-ae does not code"):
         decode(pack(stream), model)

@@ -123,7 +123,7 @@ def test_sixteen_bit_samples_reduce_as_before():
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF"])
-def test_exif_orientation_is_applied_without_a_copy_from_any_format(fmt):
+def test_exif_orientation_is_applied_from_any_format_and_the_image_stays_usable(fmt):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise on display
     buffer = io.BytesIO()

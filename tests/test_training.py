@@ -236,7 +236,7 @@ def test_cli_refuses_a_grayscale_model_on_rgb_crops_and_runs_it_cannot_continue(
     assert (out / "weights.pt").read_bytes() == before
 
 
-def test_cli_help_and_print_config():
+def test_train_help_lists_its_options_and_print_config_merges_a_config_file():
     """In this process; the DDP test below runs attncomp-train as its own program."""
     help_text = run_main(train_main, ["--help"]).stdout.decode()
     for option in ("--lmbda", "--out", "--resume", "--model.distortion", "--model.warm_start", "--data.crop_size"):
@@ -245,7 +245,7 @@ def test_cli_help_and_print_config():
     assert "lmbda: 0.025" in config and "crop_size: 128" in config
 
 
-def test_ddp_with_two_cpu_processes(tmp_path, image_folder):
+def test_ddp_with_two_cpu_processes_trains_in_step_and_checkpoints(tmp_path, image_folder):
     args = cli_args(tmp_path / "ddp", image_folder, "--max-steps", "3", "--accelerator", "cpu", "--devices", "2",
                     "--strategy", "ddp", "--checkpoint_every", "3")
     result = subprocess.run([*TRAIN, *map(str, args)], capture_output=True, timeout=600)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from attncomp.codec import decode, encode, unpack
+from attncomp.errors import WeightsError
 from attncomp.models import CodingModel, create, load_weights, save_weights, zoo
 from attncomp.models.fixed_point import FixedPointTransform
 from attncomp.models.rd import bits
@@ -111,7 +112,7 @@ def test_a_stream_records_its_fractional_quality_and_decodes_with_it(variable_ra
     assert unpack(data).quality == 3.25
     decoded = decode(data, model)  # the decoder picks the stream's quality
     assert decoded.size == (112, 80)
-    with pytest.raises(Exception, match="variable-rate model: choose a quality"):
+    with pytest.raises(WeightsError, match="variable-rate model: choose a quality"):
         encode(image, model)
 
 
@@ -190,8 +191,9 @@ def test_a_variable_rate_model_is_bundled_as_one_file_the_zoo_loads_at_any_quali
     package.mkdir()
     save_weights(variable_rate.network, trained, "attn-hyperprior-vbr")
     monkeypatch.setattr(zoo, "_WEIGHTS_DIR", package)
-    with pytest.raises(SystemExit):  # there is no one quality to file it under
+    with pytest.raises(SystemExit) as refused:  # there is no one quality to file it under
         load_script("bundle_weights").main([str(trained), "--quality", "3"])
+    assert refused.value.code == 2 and "codes every quality: leave out --quality" in capsys.readouterr().err
     load_script("bundle_weights").main([str(trained)])
     assert [p.name for p in package.iterdir()] == ["attn-hyperprior-vbr.pt"]
     assert zoo.available_qualities("attn-hyperprior-vbr") == list(range(1, 9))
