@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import io
 import lzma
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Optional
@@ -51,7 +51,7 @@ KINDS = {"hyperprior": AttentionHyperprior, "spatial-ae": SpatialAttentionAE}  #
 class ZooEntry(CatalogEntry):
     """A catalog entry with the class its kind names."""
 
-    cls: type = None
+    cls: type = field(kw_only=True)  # required; keyword-only, as it follows the catalog's fields with defaults
 
 
 # the names and settings live in the torch-free catalog, so the CLI can list them without importing torch
