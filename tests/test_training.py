@@ -275,3 +275,19 @@ def test_a_warm_start_leaves_out_blocks_whose_form_differs(tiny_weights):
     assert not torch.any(own["post_filter.net.4.weight"])  # the residual filter still starts as the identity
     assert not torch.equal(own["h_a.body.0.weight"], source["h_a.body.0.weight"])
     assert "g_a.body" in module.parent["copied"] and "g_a.attention" not in module.parent["copied"]
+
+
+def test_a_warm_start_into_more_latent_channels_keeps_the_sources_in_the_leading_ones(tiny_weights):
+    wider = dict(TINY, M=TINY["M"] + 8, attention="paper", postfilter="paper", prior="scale")
+    torch.manual_seed(0)
+    fresh = create("attn-hyperprior-vbr", **wider).state_dict()
+    torch.manual_seed(0)
+    module = CompressionModule(model="attn-hyperprior-vbr", warm_start=str(tiny_weights), model_config=wider)
+    source = load_weights(tiny_weights).network.state_dict()
+    own, M = module.model.state_dict(), TINY["M"]
+    assert torch.equal(own["g_a.body.6.weight"][:M], source["g_a.body.6.weight"])  # y's channels out of g_a
+    assert torch.equal(own["g_s.body.0.weight"][:M], source["g_s.body.0.weight"])  # and into g_s
+    assert torch.equal(own["h_a.body.0.weight"][:, :M], source["h_a.body.0.weight"])
+    assert torch.equal(own["g_a.body.6.weight"][M:], fresh["g_a.body.6.weight"][M:])  # the new ones start fresh
+    assert torch.equal(own["h_s.body.4.weight"], fresh["h_s.body.4.weight"])  # h_s's outputs are not channel-aligned
+    assert {"g_a.body.6.weight", "g_s.body.0.weight", "h_a.body.0.weight"} <= set(module.parent["resized"])

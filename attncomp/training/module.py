@@ -16,12 +16,18 @@ from ..models.layers import in_float32
 from .data import draw_seed
 
 
+# Where a wider model's leading channels mean what the source's do. Not h_s: a mean-scale h_s stacks
+# scales and means, so a wider one's leading channels are not the source's.
+RESIZABLE = ("g_a.", "g_s.", "h_a.", "gains", "inverse_gains")
+
+
 def copy_matching_tensors(path, network) -> dict:
-    """Copy into ``network`` each tensor of the weights file ``path`` with the same name and shape.
+    """Copy into ``network`` each tensor of the weights file ``path`` with the same name and shape, and
+    the shared channels of a same-named tensor whose channel counts differ (e.g. a wider M).
 
     Left out: CDF tables (exporting rebuilds them), and blocks whose switch differs between the
     two configs even where shapes agree (a paper post-filter's weights are no residual one's,
-    a scale prior's h_a/h_s no mean-scale prior's). Returns the file's training record with what
+    a scale prior's h_a, h_s and z density no mean-scale prior's). Returns the file's training record with what
     was copied, for the export's ``initialised_from``.
     """
     payload = zoo.read_weights(path)
@@ -31,17 +37,36 @@ def copy_matching_tensors(path, network) -> dict:
     skip = [f".{name}" for name in zoo.ENTROPY_TABLE_BUFFERS]
     differs = {k for k in ("attention", "postfilter", "prior") if theirs.get(k) != ours.get(k)}
     excluded = (["attention."] if "attention" in differs else []) + (["post_filter."] if "postfilter" in differs else [])
-    excluded += ["h_a.", "h_s."] if "prior" in differs else []
+    excluded += ["h_a.", "h_s.", "entropy_bottleneck."] if "prior" in differs else []  # z's density follows h_a
 
     def wanted(key: str) -> bool:
         return not key.endswith(tuple(skip)) and not any(part in key for part in excluded)
 
-    matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape and wanted(k)}
+    shared = {k: v for k, v in source.items() if k in own and wanted(k)}
+    matching = {k: v for k, v in shared.items() if own[k].shape == v.shape}
+    resized = {k: overlap_copy(v, own[k]) for k, v in shared.items()
+               if k not in matching and k.startswith(RESIZABLE) and channels_differ(v, own[k])}
     if not matching:
         raise WeightsError(f"{path} shares no tensor with {type(network).__name__}: nothing to warm-start from")
-    network.load_state_dict({**own, **matching})  # everything else keeps its own (fresh) values
+    network.load_state_dict({**own, **matching, **resized})  # everything else keeps its own (fresh) values
     copied = sorted({".".join(k.split(".")[:2]) for k in matching})  # e.g. g_a.body, g_a.attention
-    return dict(payload.get("training") or {}, model=payload["model"], lmbda=payload.get("lmbda"), copied=copied)
+    return dict(payload.get("training") or {}, model=payload["model"], lmbda=payload.get("lmbda"), copied=copied,
+                resized=sorted(resized))
+
+
+def channels_differ(source: torch.Tensor, own: torch.Tensor) -> bool:
+    """Whether two tensors differ only in their channel counts (the first two dimensions), as a layer
+    next to the latents does between models with different M; kernels must agree."""
+    return source.dim() == own.dim() >= 1 and source.shape[2:] == own.shape[2:]
+
+
+def overlap_copy(source: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """``own`` with ``source`` in the leading channels they share: a model with more latent channels
+    starts with the source's, the extra ones keep their fresh values."""
+    shared = tuple(slice(0, min(a, b)) for a, b in zip(source.shape, own.shape))
+    merged = own.clone()
+    merged[shared] = source[shared]
+    return merged
 
 
 def ms_ssim_float32(x_hat: torch.Tensor, x: torch.Tensor, size_average: bool = True) -> torch.Tensor:
