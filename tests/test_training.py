@@ -208,6 +208,35 @@ def test_a_variable_rate_model_trains_every_lambda_at_once_and_codes_any_quality
     assert decode(encode(image, model.at(2.5)), model).size == (70, 50)
 
 
+def test_relative_level_weighting_gives_every_rate_the_same_weight_however_large_its_loss():
+    module = CompressionModule(model="attn-hyperprior-vbr", model_config=TINY, level_weighting="relative")
+    loss, levels = torch.tensor([1.0, 3.0, 10.0, 20.0]), torch.tensor([0, 0, 7, 7])
+    objective = module.relative_to_level_means(loss, levels)
+    assert module.level_loss_mean[[0, 7]].tolist() == [2.0, 15.0]  # a level's first batch sets its mean
+    assert module.level_loss_mean[1:7].isnan().all()  # levels not drawn yet
+    assert objective[:2].mean() == pytest.approx(1) and objective[2:].mean() == pytest.approx(1)
+    module.relative_to_level_means(torch.tensor([4.0]), torch.tensor([0]))
+    assert module.level_loss_mean[0].item() == pytest.approx(2.0 + 0.01 * (4.0 - 2.0))  # then each batch moves it 1%
+
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    resumed = CompressionModule(model="attn-hyperprior-vbr", model_config=TINY, level_weighting="relative")
+    resumed.on_load_checkpoint(checkpoint)
+    torch.testing.assert_close(resumed.level_loss_mean, module.level_loss_mean, equal_nan=True)
+
+    uniform = CompressionModule(model="attn-hyperprior-vbr", model_config=TINY)
+    assert torch.equal(uniform.relative_to_level_means(loss, levels), loss)
+
+
+def test_a_variable_rate_model_trains_with_relative_level_weighting():
+    module = CompressionModule(model="attn-hyperprior-vbr", model_config=TINY, level_weighting="relative",
+                               channels_last=False)
+    before = module.model.g_a.body[0].weight.clone()
+    trainer(2).fit(module, fixed_batches(2))
+    assert not torch.equal(before, module.model.g_a.body[0].weight)
+    assert module.level_loss_mean.isfinite().any()  # the levels drawn have running means
+
+
 def test_an_ms_ssim_loss_on_crops_too_small_for_its_five_scales_is_a_one_line_error(tmp_path, image_folder):
     run = cli(tmp_path / "run", image_folder, "--model.distortion", "ms-ssim")  # 64-px crops
     err = run.stderr.decode().strip()

@@ -113,6 +113,9 @@ def time_decay(timer: Timer, decay_start: float, final_ratio: float):
     return factor
 
 
+LEVEL_MEAN_RATE = 0.01  # level_weighting="relative": how far a batch moves its levels' running means
+
+
 class CompressionModule(pl.LightningModule):
     """Trains a zoo model on loss = λ·255²·MSE + bpp (CompressAI's convention).
 
@@ -135,6 +138,10 @@ class CompressionModule(pl.LightningModule):
             ``time`` (the trainer's ``max_time``, for wall-clock-budgeted rounds on a GPU).
         channels_last: NHWC tensors, faster convolutions on CPU.
         compile: ``torch.compile`` the transforms.
+        level_weighting: how a variable-rate model's λs share the gradient: ``uniform``, the mean of
+            their losses, which the highest λs dominate (their λ·255²·MSE + bpp is ~15× the lowest's);
+            or ``relative``, each loss divided by its level's running mean, so that the same relative
+            gain counts alike at every rate, as BD-rate counts it.
     """
 
     def __init__(
@@ -153,6 +160,7 @@ class CompressionModule(pl.LightningModule):
         schedule: Literal["steps", "total-steps", "time"] = "steps",
         channels_last: bool = True,
         compile: bool = False,
+        level_weighting: Literal["uniform", "relative"] = "uniform",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -179,6 +187,9 @@ class CompressionModule(pl.LightningModule):
         self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
         # on the training device once, not copied there every step (not saved: the model's config holds them)
         self.register_buffer("lambda_table", torch.tensor(self.lambdas, dtype=torch.float32), persistent=False)
+        # level_weighting="relative": each level's running mean loss (NaN until drawn); checkpoints keep it
+        # beside the state dict, which stays the network's
+        self.register_buffer("level_loss_mean", torch.full((len(self.lambdas),), float("nan")), persistent=False)
         # a variable-rate run's λ draws, seeded at the start of training: runs of one seed draw the same λs at
         # the same steps whatever else their architecture takes from the global generator (the ablation compares them)
         self.level_generator: Optional[torch.Generator] = None
@@ -201,6 +212,7 @@ class CompressionModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["initialised_from"] = self.parent
         checkpoint["network"] = self.network_identity()
+        checkpoint["level_loss_mean"] = self.level_loss_mean.tolist()
 
     def network_identity(self) -> dict:
         """What the network is, for :func:`~attncomp.training.checkpoints.check_resumable`: switches such as
@@ -212,6 +224,8 @@ class CompressionModule(pl.LightningModule):
         # may name a file that has been overwritten since (train_zoo.sh re-bundles after each session).
         if "initialised_from" in checkpoint:
             self.parent = checkpoint["initialised_from"]
+        if len(checkpoint.get("level_loss_mean", ())) == len(self.lambdas):
+            self.level_loss_mean.copy_(torch.tensor(checkpoint["level_loss_mean"]))
 
     def steps_before(self) -> int:
         """Steps behind this run's initial weights, counted as its export will record them
@@ -222,8 +236,9 @@ class CompressionModule(pl.LightningModule):
         """Through :func:`attncomp.models.zoo.load_state`, which resizes the CDF tables an export filled."""
         return zoo.load_state(self.model, {k.removeprefix("model."): v for k, v in state_dict.items()}, strict=strict)
 
-    def rd_loss(self, x: torch.Tensor, out: dict, lmbda) -> dict:
-        """λ·distortion + bpp per image, averaged; ``lmbda`` is a float or one λ per image."""
+    def rd_loss(self, x: torch.Tensor, out: dict, lmbda, levels: Optional[torch.Tensor] = None) -> dict:
+        """λ·distortion + bpp per image, averaged; ``lmbda`` is a float or one λ per image, drawn at
+        ``levels``, with which ``objective`` is what training lowers (``level_weighting``)."""
         x_hat = out["x_hat"].float()
         pixels = x.shape[2] * x.shape[3]
         bpp = rd.bits_per_image(out["likelihoods"]) / pixels
@@ -237,9 +252,25 @@ class CompressionModule(pl.LightningModule):
                     f"(its five scales), got {x.shape[-2]}×{x.shape[-1]}"
                 )
             loss = lmbda * (1 - ms_ssim_float32(x_hat, x, size_average=False)) + bpp
-        losses = {"loss": loss, "bpp": bpp, "mse": mse}
-        losses = {k: v.mean() for k, v in losses.items()}
-        return dict(losses, psnr=rd.psnr_from_mse(losses["mse"]))
+        means = {k: v.mean() for k, v in {"loss": loss, "bpp": bpp, "mse": mse}.items()}
+        if levels is not None:  # a variable-rate model in training: what its gradient follows
+            means["objective"] = self.relative_to_level_means(loss, levels).mean()
+        return dict(means, psnr=rd.psnr_from_mse(means["mse"]))
+
+    def relative_to_level_means(self, loss: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        """Each image's ``loss`` over its level's running mean (``level_weighting="relative"``), which
+        this batch updates (by 1% a step; a level's first batch sets it); unchanged with ``uniform``."""
+        if self.hparams.level_weighting == "uniform":
+            return loss
+        with torch.no_grad():
+            count = torch.zeros_like(self.level_loss_mean).index_add_(0, levels, torch.ones_like(loss))
+            batch_mean = torch.zeros_like(self.level_loss_mean).index_add_(0, levels, loss.float()) / count
+            drawn = count > 0
+            fresh = drawn & self.level_loss_mean.isnan()
+            self.level_loss_mean[fresh] = batch_mean[fresh]
+            update = drawn & ~fresh
+            self.level_loss_mean[update] += LEVEL_MEAN_RATE * (batch_mean[update] - self.level_loss_mean[update])
+        return loss / self.level_loss_mean[levels]
 
     def on_train_start(self) -> None:
         if self.lambdas:
@@ -259,10 +290,10 @@ class CompressionModule(pl.LightningModule):
         optimizer, aux_optimizer = self.optimizers()
         x = self._prepare(batch)
         rate, lmbda = self._rate_inputs(x)
-        losses = self.rd_loss(x, self.model(x, **rate), lmbda)
+        losses = self.rd_loss(x, self.model(x, **rate), lmbda, rate.get("levels"))
 
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(losses["loss"])
+        self.manual_backward(losses.pop("objective", losses["loss"]))
         self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_max_norm, gradient_clip_algorithm="norm")
         optimizer.step()
 
