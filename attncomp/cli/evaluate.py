@@ -8,8 +8,9 @@ examples:
   attncomp-eval ../shared/data/train --split configs/validation_split.txt --weights runs/*/weights.pt
                                      choose weights on the held-out validation images, never on the test set
 
-Writes to --out: per_image.csv, one CompressAI-style JSON per codec, bd_rate.md,
-rd_psnr.png, rd_ms_ssim.png and report.html (a single file for a browser).
+Writes to --out: per_image.csv, one CompressAI-style JSON per codec, bd_rate.md (each
+attncomp curve against every other curve), rd_psnr.png, rd_ms_ssim.png and report.html
+(a single file for a browser).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, c
         published = reference.load_published(reference_dir)
         if not published:
             print(f"{PROG}: note: no published curves in {reference_dir} (--reference or ATTNCOMP_REFERENCE)", file=sys.stderr)
-    table = report.bd_table(ours, {**others, **published})
+    table = report.bd_table(ours, {**ours, **others, **published})  # ours against each other too: which weights win
     files["bd_rate.md"] = report.bd_markdown(table)
     everything = {**curves, **published}
     plots = {metric: report.plot_rd(everything, metric, highlight=ours) for metric in ("psnr", "ms_ssim")}

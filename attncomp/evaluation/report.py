@@ -22,7 +22,7 @@ METRICS = {"psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM (RGB)"}
 
 
 def bd_table(ours: dict, others: dict) -> list[dict]:
-    """BD-rate (%) of each of ``ours`` against each of ``others``, for PSNR and MS-SSIM."""
+    """BD-rate (%) of each of ``ours`` against each other curve of ``others``, for PSNR and MS-SSIM."""
     rows = []
     for name, points in ours.items():
         for anchor, anchor_points in others.items():
