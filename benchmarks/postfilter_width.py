@@ -1,15 +1,19 @@
-"""Can a narrower post-filter replace the bundled one? Quality and decode time against it, same run.
+"""Can a narrower post-filter replace a model's own? Quality and decode time against it, same run.
 
-The post-filter spends no bits: with g_a, g_s and the entropy models of a bundled model frozen,
-training a post-filter of width W is regression from g_s(round(g_a(x))) to x. Each width trains
-from scratch on 128² crops of the training images outside the validation split (Adam 1e-3, held,
-then decaying to 3e-5 over the last 40% of the steps), and is scored on the validation split
-(whole images, 8-bit output). The bundled filter is scored the same way, and a width-32 filter
-trained here is the control for how much of a gap is the short training rather than the width.
-Decode time: whole `decode` of Kodak images with each filter swapped in, against CompressAI's
-`ScaleHyperprior` with the same weights (as in codec_speed.py).
+The post-filter spends no bits: with g_a, g_s and the entropy models of a model frozen, training a
+post-filter of width W is regression from g_s(ŷ) to x, ŷ as the decoder has it. Each width trains
+from scratch, in the model's form (the paper's sigmoid head, or residual), on 128² crops of the
+training images outside the validation split (Adam 1e-3, held, then decaying to 3e-5 over the last
+40% of the steps); a variable-rate model's crops take its levels in turn, as its one filter serves
+them all. Each filter is scored at ``--quality`` on the validation split (whole images, 8-bit
+output), the model's own filter the same way; a width-32 filter trained here is the control for
+how much of a gap is the short training rather than the width. Width 0 is no post-filter: for a
+residual filter that is g_s's image; a paper-form g_s has none (time only). Decode time: whole
+`decode` of Kodak images with each filter swapped in, against CompressAI's model with the same
+weights (as in codec_speed.py).
 
     python benchmarks/postfilter_width.py [--quality 3] [--widths 0 8 16 32] [--steps 4000]
+    python benchmarks/postfilter_width.py --weights results/vbr-m192/weights/residual-meanscale-M192.pt.xz
 """
 
 import math
@@ -28,9 +32,10 @@ from attncomp.training.data import load_folder
 
 
 
-def synthesis(net, x):
+def unfiltered(net, x, quality=None):
+    """g_s's image of ``x``'s latents as the decoder has them (exact prior; a variable-rate net at ``quality``)."""
     with torch.no_grad():
-        return net.g_s(torch.round(net.g_a(x)))
+        return net.g_s(net.quantized_latents(x, quality=quality)[0])
 
 
 def crops(images, count_per_image, size, generator):
@@ -46,22 +51,22 @@ def crops(images, count_per_image, size, generator):
     return torch.stack(out).float() / 255
 
 
-def mean_psnr(net, post_filter, images):
+def mean_psnr(net, post_filter, images, quality=None):
     """Mean PSNR over RGB of the 8-bit output, whole images."""
     values = []
     with torch.no_grad():
         for image in images:
             x = image[None].float() / 255
             h, w = x.shape[-2:]
-            x_hat = post_filter(synthesis(net, imageio.pad_to_multiple(x, 64)))[..., :h, :w]
+            x_hat = post_filter(unfiltered(net, imageio.pad_to_multiple(x, 64), quality))[..., :h, :w]
             x_hat = torch.round(x_hat.clamp(0, 1) * 255) / 255
             values.append(10 * math.log10(1 / torch.mean((x_hat - x) ** 2).item()))
     return float(np.mean(values))
 
 
-def train(width, inputs, targets, steps, seed):
+def train(width, residual, inputs, targets, steps, seed):
     torch.manual_seed(seed)
-    post_filter = PostFilter(width)
+    post_filter = PostFilter(width, residual=residual)
     optimizer = torch.optim.Adam(post_filter.parameters(), lr=1e-3)
     hold = int(0.6 * steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -89,6 +94,11 @@ def with_post_filter(model, post_filter):
     return CodingModel.from_network(network, model.name, quality=model.quality)
 
 
+def training_inputs(net, targets, qualities):
+    """g_s's images of the crops ``targets``, chunks of 8 crops at each of ``qualities`` in turn."""
+    return torch.cat([unfiltered(net, chunk, qualities[i % len(qualities)]) for i, chunk in enumerate(targets.split(8))])
+
+
 def decode_seconds(model, images, repeats=3):
     best = []
     for data in [encode(image, model) for image in images]:
@@ -101,8 +111,8 @@ def decode_seconds(model, images, repeats=3):
     return float(np.mean(best))
 
 
-def compressai_decode_seconds(net, images, repeats=3):
-    reference = compressai_reference(net)
+def compressai_decode_seconds(net, images, quality, repeats=3):
+    reference = compressai_reference(net, quality)
     best = []
     with torch.no_grad():
         for image in images:
@@ -132,31 +142,36 @@ def main():
     pool = load_folder(args.train, exclude=held_out)
     order = torch.randperm(len(pool), generator=generator)[: args.train_images]
     targets = crops([pool[i] for i in order], 6, 128, generator)
-    inputs = torch.cat([synthesis(net, chunk) for chunk in targets.split(64)])
+    quality = model.quality if model.variable_rate else None  # what the network's own calls take
+    inputs = training_inputs(net, targets, list(range(1, len(net.lambdas) + 1)) if model.variable_rate else [None])
+    residual = net.config.get("postfilter") == "residual"
     validation = load_folder(args.train, include=held_out)
     kodak = [imageio.open_image(path) for path in imageio.list_images(args.images)[: args.limit or 3]]
 
-    reference_seconds = compressai_decode_seconds(net, kodak)
-    bundled_psnr, bundled_seconds = mean_psnr(net, net.post_filter, validation), decode_seconds(model, kodak)
+    reference_seconds = compressai_decode_seconds(net, kodak, quality)
+    own_psnr, own_seconds = mean_psnr(net, net.post_filter, validation, quality), decode_seconds(model, kodak)
     print(f"{len(targets)} training crops, {len(validation)} validation images, {len(kodak)} Kodak images decoded")
-    print(f"CompressAI ScaleHyperprior decode: {reference_seconds:.3f} s per image")
-    print(f"bundled q{model.quality}, width {net.post_filter.net[0].out_channels}: validation PSNR {bundled_psnr:.3f} dB, "
-          f"decode {bundled_seconds:.3f} s ({bundled_seconds / reference_seconds:.2f}x CompressAI)")
+    print(f"CompressAI {'MeanScaleHyperprior' if net.config.get('prior') == 'mean-scale' else 'ScaleHyperprior'} "
+          f"decode: {reference_seconds:.3f} s per image")
+    print(f"{model.name} q{model.quality}, its own {'residual' if residual else 'paper'} filter of width "
+          f"{net.post_filter.net[0].out_channels}: validation PSNR {own_psnr:.3f} dB, "
+          f"decode {own_seconds:.3f} s ({own_seconds / reference_seconds:.2f}x CompressAI)")
     for width in args.widths:
-        if width == 0:  # the decode time of no post-filter at all; its g_s would need retraining to output images
+        if width == 0:  # no post-filter at all: a paper-form g_s would need retraining to output images
             seconds = decode_seconds(with_post_filter(model, None), kodak)
-            print(f"no post-filter: decode {seconds:.3f} s ({seconds / reference_seconds:.2f}x CompressAI, "
-                  f"{seconds / bundled_seconds:.2f}x bundled)")
+            psnr = f"validation PSNR {mean_psnr(net, torch.nn.Identity(), validation, quality):.3f} dB, " if residual else ""
+            print(f"no post-filter: {psnr}decode {seconds:.3f} s ({seconds / reference_seconds:.2f}x CompressAI, "
+                  f"{seconds / own_seconds:.2f}x its own)")
             continue
         start = time.perf_counter()
-        post_filter = train(width, inputs, targets, args.steps, args.seed)
+        post_filter = train(width, residual, inputs, targets, args.steps, args.seed)
         trained = time.perf_counter() - start
         seconds = decode_seconds(with_post_filter(model, post_filter), kodak)
-        quality = mean_psnr(net, post_filter, validation)
+        psnr = mean_psnr(net, post_filter, validation, quality)
         print(f"width {width:3d}, {args.steps} steps ({trained:.0f} s): validation PSNR "
-              f"{quality:.3f} dB ({quality - bundled_psnr:+.3f}), "
+              f"{psnr:.3f} dB ({psnr - own_psnr:+.3f}), "
               f"decode {seconds:.3f} s ({seconds / reference_seconds:.2f}x CompressAI, "
-              f"{seconds / bundled_seconds:.2f}x bundled)")
+              f"{seconds / own_seconds:.2f}x its own)")
 
 
 if __name__ == "__main__":
