@@ -262,14 +262,12 @@ class CompressionModule(pl.LightningModule):
         this batch updates (by 1% a step; a level's first batch sets it); unchanged with ``uniform``."""
         if self.hparams.level_weighting == "uniform":
             return loss
-        with torch.no_grad():
-            count = torch.zeros_like(self.level_loss_mean).index_add_(0, levels, torch.ones_like(loss))
-            batch_mean = torch.zeros_like(self.level_loss_mean).index_add_(0, levels, loss.float()) / count
-            drawn = count > 0
-            fresh = drawn & self.level_loss_mean.isnan()
-            self.level_loss_mean[fresh] = batch_mean[fresh]
-            update = drawn & ~fresh
-            self.level_loss_mean[update] += LEVEL_MEAN_RATE * (batch_mean[update] - self.level_loss_mean[update])
+        with torch.no_grad():  # torch.where, not boolean indexing: no device-to-host sync on a GPU each step
+            mean = self.level_loss_mean
+            count = torch.zeros_like(mean).index_add_(0, levels, torch.ones_like(loss))
+            batch_mean = torch.zeros_like(mean).index_add_(0, levels, loss.float()) / count  # NaN where not drawn
+            moved = torch.where(mean.isnan(), batch_mean, mean + LEVEL_MEAN_RATE * (batch_mean - mean))
+            mean.copy_(torch.where(count > 0, moved, mean))
         return loss / self.level_loss_mean[levels]
 
     def on_train_start(self) -> None:
