@@ -1,4 +1,4 @@
-"""The zoo's names, descriptions, default and λ table, without torch.
+"""The zoo's names, descriptions, default and λ table, and the decoder's precisions, without torch.
 
 ``attncomp-codec`` needs these for its ``--help`` and to check its arguments
 before it knows that it will code anything; importing torch to read a few
@@ -28,6 +28,12 @@ def on_quality_grid(quality: float) -> bool:
     """Whether a stream can record ``quality`` exactly (whole hundredths)."""
     return quality_steps(quality) / QUALITY_STEPS == quality
 
+
+SYNTHESIS_PRECISIONS = ("float32", "mixed", "bf16")
+"""How a decoder synthesises the image of exactly decoded latents: ``float32`` throughout; ``mixed``, a
+residual post-filter's correction f(x̃) in bf16 and everything else (g_s, the image it corrects, the sum) in
+float32; ``bf16``, g_s and the post-filter under bf16 autocast. The latents are the same at each."""
+DEFAULT_PRECISION = "mixed"
 
 DEFAULT_MODEL = "attn-hyperprior"
 DEFAULT_QUALITY = 3

@@ -98,14 +98,23 @@ def test_decoded_file_equals_library_decode_and_info_describes_it(tmp_path, png,
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_bf16_decodes_in_bf16_only_where_it_is_fast(tmp_path, png, tiny_weights, monkeypatch, fast):
-    for module in ("attncomp.codec.codec", "attncomp.models.layers"):
-        monkeypatch.setattr(f"{module}.bfloat16_is_fast", lambda device: fast)
+    monkeypatch.setattr("attncomp.models.layers.bfloat16_is_fast", lambda device: fast)
     encode(png(70, 90), tmp_path / "a.atc", tiny_weights)
     result = run("decode", tmp_path / "a.atc", tmp_path / "bf16.png", "--weights", tiny_weights, "--bf16")
-    run("decode", tmp_path / "a.atc", tmp_path / "float32.png", "--weights", tiny_weights)
-    assert result.returncode == 0 and result.stderr.decode().rstrip().endswith(", bf16") == fast
-    bf16, float32 = (np.asarray(Image.open(tmp_path / f"{name}.png"), np.int16) for name in ("bf16", "float32"))
+    default = run("decode", tmp_path / "a.atc", tmp_path / "default.png", "--weights", tiny_weights)
+    run("decode", tmp_path / "a.atc", tmp_path / "float32.png", "--weights", tiny_weights, "--precision", "float32")
+    assert result.returncode == 0 and result.stderr.decode().rstrip().endswith(", bf16" if fast else ", float32")
+    # the default, mixed, rounds only a residual post-filter's correction: this model's sigmoid filter stays float32
+    assert default.stderr.decode().rstrip().endswith(", float32")
+    bf16, default, float32 = (np.asarray(Image.open(tmp_path / f"{name}.png"), np.int16)
+                              for name in ("bf16", "default", "float32"))  # fmt: skip
     assert (0 < np.abs(bf16 - float32).max() <= 2) if fast else np.array_equal(bf16, float32)
+    assert np.array_equal(default, float32)
+
+
+def test_an_unknown_precision_is_refused(tmp_path, tiny_weights):
+    result = run("decode", tmp_path / "a.atc", tmp_path / "a.png", "--weights", tiny_weights, "--precision", "fp16")
+    assert result.returncode == 2 and b"invalid choice: 'fp16'" in result.stderr
 
 
 def test_a_dash_reads_stdin_and_writes_stdout(tmp_path, png, tiny_weights):

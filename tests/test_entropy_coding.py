@@ -63,10 +63,41 @@ def test_bf16_synthesis_moves_the_image_a_little_and_the_latents_not_at_all(tiny
     x = image_tensor()[:, : image_channels(model)]
     coded = model.compress(x)
     exact = model.decompress(coded["strings"], coded["shape"])
-    fast = model.decompress(coded["strings"], coded["shape"], bf16=True)
+    fast = model.decompress(coded["strings"], coded["shape"], precision="bf16")
     assert torch.equal(fast["y_hat"], exact["y_hat"])
     assert fast["x_hat"].dtype == torch.float32
     assert 0 < (fast["x_hat"] - exact["x_hat"]).abs().max() <= 2 / 255
+
+
+@torch.no_grad()
+def test_mixed_precision_rounds_only_a_residual_post_filters_correction():
+    """``mixed`` computes f(x̃) of x̂ = x̃ + f(x̃) in bf16: the image moves, by less than with bf16 throughout."""
+    model = load_weights(FIXTURE / "tiny_vbr.pt").at(3)
+    coded = model.compress(image_tensor())
+
+    def decoded(precision):
+        return model.decompress(coded["strings"], coded["shape"], precision)
+
+    # an untrained residual filter corrects by exactly 0, and the image it corrects is not rounded
+    assert torch.equal(decoded("mixed")["x_hat"], decoded("float32")["x_hat"])
+    torch.manual_seed(0)
+    model.network.post_filter.net[4].weight.normal_(std=0.05)
+    exact, mixed, bf16 = decoded("float32"), decoded("mixed"), decoded("bf16")
+    assert torch.equal(mixed["y_hat"], exact["y_hat"]) and mixed["x_hat"].dtype == torch.float32
+    assert 0 < (mixed["x_hat"] - exact["x_hat"]).abs().max() < (bf16["x_hat"] - exact["x_hat"]).abs().max()
+
+
+@pytest.mark.parametrize("bf16_is_fast", [True, False])
+def test_a_synthesis_precision_says_what_a_model_does_on_its_device(tiny_model, monkeypatch, bf16_is_fast):
+    monkeypatch.setattr("attncomp.models.layers.bfloat16_is_fast", lambda device: bf16_is_fast)
+    residual, paper = load_weights(FIXTURE / "tiny_vbr.pt"), CodingModel.from_network(tiny_model, "attn-hyperprior")
+    fast = {p: p if bf16_is_fast else "float32" for p in ("mixed", "bf16")}
+    precisions = ("float32", "mixed", "bf16")
+    assert [residual.synthesis_precision(p) for p in precisions] == ["float32", fast["mixed"], fast["bf16"]]
+    # the paper's sigmoid post-filter outputs the image itself: there is no correction to round
+    assert [paper.synthesis_precision(p) for p in precisions] == ["float32", "float32", fast["bf16"]]
+    with pytest.raises(ValueError, match="precision must be one of float32, mixed, bf16"):
+        paper.synthesis_precision("fp16")
 
 
 @torch.no_grad()

@@ -108,8 +108,9 @@ def test_report_from_two_tiny_images(tmp_path, tiny_weights):
         assert (out / name).is_file(), name
     results = json.loads((out / "jpeg.json").read_text())["results"]
     assert len(results["bpp"]) == len(SWEEPS["jpeg"]) and results["bpp"] == sorted(results["bpp"])
-    ours = json.loads((out / "attn-hyperprior.json").read_text())["results"]
-    assert ours["bpp"][0] > 0 and ours["estimated_bpp"][0] > 0
+    ours = json.loads((out / "attn-hyperprior.json").read_text())
+    assert ours["results"]["bpp"][0] > 0 and ours["results"]["estimated_bpp"][0] > 0
+    assert ours["description"].endswith("decoded in float32")  # the default precision, on a sigmoid post-filter
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64") >= 2 + 2 * 3  # plots, then crops of 2 images × 3 codecs
     assert "BD-rate" in html and "<table>" in html

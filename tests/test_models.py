@@ -73,18 +73,23 @@ def test_the_residual_post_filter_starts_as_the_identity():
     assert torch.equal(PostFilter(channels=8, residual=True)(x), x)
 
 
-@pytest.mark.parametrize("residual", [False, True])
-def test_the_post_filter_without_gradients_runs_in_bands_with_the_same_output(residual, monkeypatch):
+@pytest.mark.parametrize("residual, bf16_correction", [(False, False), (True, False), (True, True)])
+def test_the_post_filter_without_gradients_runs_in_bands_with_the_same_output(residual, bf16_correction, monkeypatch):
     torch.manual_seed(0)
     post_filter = PostFilter(channels=8, residual=residual)
     torch.nn.init.normal_(post_filter.net[4].weight, std=0.3)  # a residual filter that is not the identity
     x = torch.rand(2, 3, 61, 40)  # 61 rows: bands of 12 (480 pixels / 40), the last one short
-    whole = post_filter(x)
+    whole = post_filter(x, bf16_correction)
     monkeypatch.setattr(layers, "BAND_PIXELS", 480)
     banded = []
-    monkeypatch.setattr(post_filter, "_filter", lambda band, f=post_filter._filter: banded.append(band) or f(band))
+
+    def filter_band(band, bf16, whole_filter=post_filter._filter):
+        banded.append(band)
+        return whole_filter(band, bf16)
+
+    monkeypatch.setattr(post_filter, "_filter", filter_band)
     with torch.no_grad():
-        out = post_filter(x)
+        out = post_filter(x, bf16_correction)
     assert [band.shape[-2] for band in banded] == [15, 18, 18, 18, 16, 4]  # 12 rows, 3 of context either side
     assert torch.allclose(out, whole, atol=1e-6)
 

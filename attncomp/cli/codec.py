@@ -6,7 +6,7 @@ examples:
   attncomp-codec encode photo.png out.atc --weights run/weights.pt
   attncomp-codec encode photo.png photo.atc --refine 50     ~18% fewer bits at equal PSNR, slower
   attncomp-codec decode photo.atc photo.png                 format from the extension
-  attncomp-codec decode photo.atc photo.png --bf16          faster on AVX-512 CPUs, ~0.02 dB lower PSNR
+  attncomp-codec decode photo.atc photo.png --precision bf16   faster on AVX-512 CPUs, ~0.02 dB lower PSNR
   attncomp-codec encode *.png -o streams/                   many images, one model load
   attncomp-codec decode streams/*.atc -o images/ --format webp
   attncomp-codec info photo.atc
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_QUALITY, check_quality
+from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_PRECISION, DEFAULT_QUALITY, SYNTHESIS_PRECISIONS, check_quality
 from ..codec.container import DEFAULT_TILE, MAGIC, MAX_TILE, check_magic, unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_all, read_bytes
@@ -237,7 +237,6 @@ def cmd_decode(args) -> int:
         data = read_stream(source)
         stream = unpack(data)  # a truncated or corrupt stream is refused before torch is imported
         from ..codec import decode, model_for  # torch: there is a stream to decode
-        from ..models.layers import bfloat16_is_fast
 
         prepare_process_for_coding()
         if args.weights:
@@ -247,9 +246,9 @@ def cmd_decode(args) -> int:
             if key not in bundled:  # its errors say which weights the stream needs
                 bundled[key] = model_for(stream)
             model = bundled[key]
-        bf16 = args.bf16 and bfloat16_is_fast(model.device)
+        precision = model.synthesis_precision(args.precision)
         start = time.perf_counter()
-        image = decode(data, model, bf16=bf16)
+        image = decode(data, model, precision=precision)
         seconds = time.perf_counter() - start
         buffer = io.BytesIO()
         try:
@@ -257,7 +256,7 @@ def cmd_decode(args) -> int:
         except (KeyError, OSError, ValueError) as exc:
             raise AttncompError(f"cannot write {fmt}: {exc}") from None
         write_output(output, buffer.getvalue(), args.force)
-        line = f"{output}: {image.width}×{image.height} {image.mode}, {seconds:.2f} s" + (", bf16" if bf16 else "")
+        line = f"{output}: {image.width}×{image.height} {image.mode}, {seconds:.2f} s, {precision}"
         return line, (len(data), image.width * image.height)
 
     return run_jobs(pairs, decode_one)
@@ -310,9 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("-o", "--out-dir", metavar="FOLDER", help="write FOLDER/<name>.png (or --format) for each stream")
     dec.add_argument("--weights", metavar="FILE", help="the weights file the stream was encoded with, if not bundled")
     dec.add_argument("--format", help="image format when the extension does not tell (PNG, WEBP, JPEG…)")
-    dec.add_argument("--bf16", action="store_true",
-                     help="synthesise in bf16 where it is fast (AVX-512 CPU, GPU; else float32): 0.6-0.7x the "
-                     "decode time, a few hundredths of a dB lower PSNR; the latents are decoded exactly either way")
+    dec.add_argument("--precision", choices=SYNTHESIS_PRECISIONS, default=DEFAULT_PRECISION,
+                     help="how the image is synthesised from the exactly decoded latents: mixed (default) computes "
+                     "a residual post-filter's correction in bf16 (about 0.85x the decode time, PSNR within "
+                     "thousandths of a dB), bf16 all of it (0.6-0.7x, a few hundredths of a dB lower), float32 none; "
+                     "either bf16 form only where it is fast (AVX-512 CPU, GPU), else float32")
+    dec.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="the same as --precision bf16")
     dec.add_argument("--force", action="store_true", help="overwrite an existing output")
     dec.set_defaults(run=cmd_decode)
 

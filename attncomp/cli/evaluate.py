@@ -23,6 +23,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..catalog import DEFAULT_PRECISION
 from ..errors import AttncompError
 from ..evaluation import anchors, reference, report, runner
 from ..files import atomic_write
@@ -108,7 +109,11 @@ def write_outputs(out: Path, evaluation, images, anchor_codecs, reference_dir, c
     writer.writerows(rows)
     files = {"per_image.csv": per_image.getvalue()}
     for codec, points in curves.items():
-        description = anchors.LABELS.get(codec, f"attncomp {codec}, real bitstreams")
+        if codec in evaluation.models:  # the decode precision moves PSNR by thousandths of a dB: say which it was
+            precisions = sorted({m.synthesis_precision(DEFAULT_PRECISION) for m in evaluation.models[codec].values()})
+            description = f"attncomp {codec}, real bitstreams, decoded in {' and '.join(precisions)}"
+        else:
+            description = anchors.LABELS.get(codec, f"{codec}, real bitstreams")
         files[f"{codec}.json"] = json_text(runner.to_compressai_json(codec, points, description))
 
     ours = {name: curves[name] for name in evaluation.models}

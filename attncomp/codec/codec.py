@@ -9,10 +9,10 @@ from compressai.entropy_models import EntropyModel
 from PIL import Image
 
 from .. import image as imageio
+from ..catalog import DEFAULT_PRECISION
 from ..errors import StreamError, WeightsError
 from ..files import read_bytes
 from ..models import CodingModel, zoo
-from ..models.layers import bfloat16_is_fast
 from .container import DEFAULT_TILE, MAX_CONTEXT, MAX_TILE, Stream, pack, unpack
 from .refine import check_refinable, refine_latents
 from .tiles import coded_tiles, latent_canvas, synthesis_window, tile_context
@@ -99,12 +99,16 @@ def model_for(stream: Stream, model=None):
 
 
 @torch.inference_mode()
-def decode(data, model=None, max_pixels: int = imageio.DEFAULT_MAX_PIXELS, bf16: bool = False) -> Image.Image:
+def decode(
+    data, model=None, max_pixels: int = imageio.DEFAULT_MAX_PIXELS, precision: str = DEFAULT_PRECISION
+) -> Image.Image:
     """Decompress an attncomp stream (bytes, or the path of a stream file) into a PIL image (``L`` or ``RGB``).
 
-    ``bf16`` synthesises the image (g_s and post-filter) under bf16 autocast where the device has fast
-    bf16 kernels (:func:`~attncomp.models.layers.bfloat16_is_fast`; elsewhere it would be slower, and
-    float32 is used): faster, a few hundredths of a dB lower PSNR. The latents are decoded exactly either way.
+    ``precision`` is how the image is synthesised from the latents, which are decoded exactly whatever it is
+    (:data:`~attncomp.catalog.SYNTHESIS_PRECISIONS`): ``mixed`` computes a residual post-filter's
+    correction in bf16 (thousandths of a dB, 0.85× the time), ``bf16`` all of the synthesis (hundredths
+    of a dB, about 0.7×), ``float32`` none. Either bf16 form applies only where the device has fast bf16
+    kernels (:func:`~attncomp.models.layers.bfloat16_is_fast`); elsewhere it would be slower, and float32 is used.
     """
     if isinstance(data, (str, os.PathLike)):
         data = read_bytes(data, StreamError)
@@ -115,11 +119,11 @@ def decode(data, model=None, max_pixels: int = imageio.DEFAULT_MAX_PIXELS, bf16:
         raise StreamError(f"stream tile size {stream.tile_size} is not a multiple of {factor}")
     if stream.context and not model.latent_stride:
         raise StreamError(f"stream's tiles read context across their borders, which {stream.model} does not code")
-    bf16 = bf16 and bfloat16_is_fast(model.device)
+    precision = model.synthesis_precision(precision)
     mode = "L" if stream.mode == "L" or model.image_channels == 1 else "RGB"
     # 8-bit from the start: each tile is rounded as it is decoded, so no float image of the whole size exists
     canvas = Image.new(mode, (stream.width, stream.height))
-    tiles = _tiles_with_context(stream, model, bf16) if stream.context else _tiles_alone(stream, model, bf16)
+    tiles = _tiles_with_context(stream, model, precision) if stream.context else _tiles_alone(stream, model, precision)
     for (top, left, h, w), x_hat in tiles:
         canvas.paste(imageio.to_image(x_hat[..., :h, :w], mode), (left, top))
     return canvas
@@ -138,13 +142,13 @@ def _coded_strings(stream: Stream, model: CodingModel):
         yield box, [[s + _GUARD] for s in strings], shape
 
 
-def _tiles_alone(stream: Stream, model: CodingModel, bf16: bool):
+def _tiles_alone(stream: Stream, model: CodingModel, precision: str):
     """(box, image) of each tile, decoded on its own (streams without context)."""
     for box, strings, shape in _coded_strings(stream, model):
-        yield box, model.decompress(strings, shape, bf16)["x_hat"]
+        yield box, model.decompress(strings, shape, precision)["x_hat"]
 
 
-def _tiles_with_context(stream: Stream, model: CodingModel, bf16: bool):
+def _tiles_with_context(stream: Stream, model: CodingModel, precision: str):
     """(box, image) of each tile, synthesised with ``stream.context`` latents of its neighbours around it.
 
     Every tile's ŷ is decoded first, into one latent canvas (1/256 of the pixels, M channels: 96 MB for
@@ -159,4 +163,4 @@ def _tiles_with_context(stream: Stream, model: CodingModel, bf16: bool):
         latents[..., top // stride : top // stride + rows, left // stride : left // stride + cols] = y_hat
     for box in stream.tile_boxes():
         window, keep, (dy, dx) = synthesis_window(box, stream.context, stride, latents.shape[-2:])
-        yield box, model.synthesize(latents[..., window[0], window[1]], bf16, keep)[..., dy:, dx:]
+        yield box, model.synthesize(latents[..., window[0], window[1]], precision, keep)[..., dy:, dx:]

@@ -15,6 +15,7 @@ from compressai.models import CompressionModel
 from ..catalog import on_quality_grid
 from ..errors import WeightsError
 from .fixed_point import FixedPointTransform
+from .layers import synthesis_precision
 
 
 def state_hash(state_dict: Mapping[str, torch.Tensor]) -> bytes:
@@ -152,13 +153,20 @@ class CodingModel:
         """ŷ as the network's synthesis takes it, decoded exactly."""
         return self.network.decompress_latents(strings, shape, **self._rate(), **self._exact())
 
-    def synthesize(self, y_hat: torch.Tensor, bf16: bool = False, keep=None) -> torch.Tensor:
-        """The image of ``y_hat`` in [0, 1] (the network's ``decoded_image``)."""
-        return self.network.decoded_image(y_hat, bf16, keep)
+    def synthesis_precision(self, requested: str) -> str:
+        """What the synthesis precision ``requested`` amounts to for this model on its device: float32 where
+        bf16 is slow (:func:`~attncomp.models.layers.synthesis_precision`), and ``mixed`` is float32 for a model
+        without a residual post-filter (there is no correction to compute in bf16)."""
+        precision = synthesis_precision(requested, self.device)
+        return "float32" if precision == "mixed" and self.config.get("postfilter") != "residual" else precision
 
-    def decompress(self, strings, shape, bf16: bool = False) -> dict:
-        """ŷ decoded exactly and synthesised, with ``bf16`` under bf16 autocast (see the network's ``decompress``)."""
-        return self.network.decompress(strings, shape, **self._rate(), **self._exact(), bf16=bf16)
+    def synthesize(self, y_hat: torch.Tensor, precision: str = "float32", keep=None) -> torch.Tensor:
+        """The image of ``y_hat`` in [0, 1] (the network's ``decoded_image``)."""
+        return self.network.decoded_image(y_hat, precision, keep)
+
+    def decompress(self, strings, shape, precision: str = "float32") -> dict:
+        """ŷ decoded exactly and synthesised at ``precision`` (:data:`~attncomp.catalog.SYNTHESIS_PRECISIONS`)."""
+        return self.network.decompress(strings, shape, **self._rate(), **self._exact(), precision=precision)
 
     def relaxed_rate_distortion(self, latents, quantize):
         return self.network.relaxed_rate_distortion(latents, quantize, **self._rate())

@@ -179,10 +179,14 @@ class AttentionHyperprior(ScaleHyperprior):
             return means, scales
         return None, params
 
-    def synthesis(self, y_hat: torch.Tensor, keep: Optional[Core] = None) -> torch.Tensor:
+    def synthesis(self, y_hat: torch.Tensor, keep: Optional[Core] = None, bf16_correction: bool = False):
         """g_s then the post-filter; with ``keep`` (pixel rows, columns: the pixels wanted and the
-        :data:`~attncomp.models.layers.HALO` around them that the post-filter reads), g_s computes only those."""
-        return self.post_filter(self.g_s(y_hat, keep))
+        :data:`~attncomp.models.layers.HALO` around them that the post-filter reads), g_s computes only those.
+        ``bf16_correction``: a residual post-filter computes its correction in bf16 (see :class:`PostFilter`)."""
+        image = self.g_s(y_hat, keep)
+        if isinstance(self.post_filter, PostFilter):
+            return self.post_filter(image, bf16_correction)
+        return image
 
     def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         """What h_a sees: |y| for a scale prior (Ballé et al.), y itself for a mean-scale prior."""
@@ -324,16 +328,20 @@ class AttentionHyperprior(ScaleHyperprior):
         y_strings = self.gaussian_conditional.compress(y, indexes, means)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
 
-    def decompress(self, strings: list, shape, quality: Optional[float] = None, exact=None, bf16: bool = False) -> dict:
-        """ŷ decoded exactly, then synthesised: in float32, or with ``bf16`` under bf16 autocast (faster where
-        the device has bf16 kernels, a little less PSNR; ŷ is the same either way)."""
+    def decompress(
+        self, strings: list, shape, quality: Optional[float] = None, exact=None, precision: str = "float32"
+    ) -> dict:
+        """ŷ decoded exactly, then synthesised at ``precision`` (one of
+        :data:`~attncomp.catalog.SYNTHESIS_PRECISIONS`; ŷ is the same at each)."""
         y_hat = self.decompress_latents(strings, shape, quality, exact)
-        return {"x_hat": self.decoded_image(y_hat, bf16), "y_hat": y_hat}
+        return {"x_hat": self.decoded_image(y_hat, precision), "y_hat": y_hat}
 
-    def decoded_image(self, y_hat: torch.Tensor, bf16: bool = False, keep: Optional[Core] = None) -> torch.Tensor:
-        """The image of decoded latents in [0, 1]: :meth:`synthesis` (of ``keep`` only, given it) in float32,
-        or under bf16 autocast with ``bf16``."""
-        return in_bfloat16(lambda y: self.synthesis(y, keep), bf16)(y_hat).clamp_(0, 1)
+    def decoded_image(self, y_hat: torch.Tensor, precision: str = "float32", keep: Optional[Core] = None):
+        """The image of decoded latents in [0, 1]: :meth:`synthesis` (of ``keep`` only, given it) at ``precision``:
+        float32; ``mixed``, the residual post-filter's correction in bf16; ``bf16``, all under bf16 autocast."""
+        if precision == "bf16":
+            return in_bfloat16(lambda y: self.synthesis(y, keep))(y_hat).clamp_(0, 1)
+        return self.synthesis(y_hat, keep, bf16_correction=precision == "mixed").clamp_(0, 1)
 
     def decompress_latents(self, strings: list, shape, quality: Optional[float] = None, exact=None) -> torch.Tensor:
         """ŷ as g_s takes it, decoded exactly: the same numbers as the encoder's on any machine."""

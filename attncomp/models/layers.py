@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..catalog import SYNTHESIS_PRECISIONS
+
 
 def in_float32(fn):
     """``fn`` run on float32 copies of its tensors even inside a bf16 autocast region.
@@ -33,6 +35,14 @@ def in_bfloat16(fn, enabled: bool = True):
             return fn(*tensors).float()
 
     return wrapped
+
+
+def synthesis_precision(requested: str, device: torch.device) -> str:
+    """``requested`` (one of :data:`~attncomp.catalog.SYNTHESIS_PRECISIONS`) where ``device`` has fast bf16
+    kernels, else float32."""
+    if requested not in SYNTHESIS_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(SYNTHESIS_PRECISIONS)}, not {requested!r}")
+    return requested if bfloat16_is_fast(device) else "float32"
 
 
 def bfloat16_is_fast(device: torch.device) -> bool:
@@ -146,15 +156,25 @@ class PostFilter(nn.Module):
             nn.init.zeros_(self.net[4].weight)
             nn.init.zeros_(self.net[4].bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bf16_correction: bool = False) -> torch.Tensor:
+        """The filtered image; with ``bf16_correction``, a residual filter computes f(x) under bf16 autocast.
+
+        The correction is small next to the image it is added to, so its bf16 rounding moves the
+        result far less than bf16 throughout would: on the M=192 model, Kodak PSNR changed by −0.003
+        to +0.021 dB per image at q1, q3 and q8, for 0.75–0.84× the decode time. The sigmoid form
+        outputs the image itself, so it stays float32.
+        """
+        bf16 = bf16_correction and self.residual
         if torch.is_grad_enabled() or x.device.type != "cpu" or x.shape[-2] * x.shape[-1] <= 2 * BAND_PIXELS:
-            return self._filter(x)
-        return self._filter_in_bands(x)
+            return self._filter(x, bf16)
+        return self._filter_in_bands(x, bf16)
 
-    def _filter(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.net(x) if self.residual else torch.sigmoid(self.net(x))
+    def _filter(self, x: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+        if not self.residual:
+            return torch.sigmoid(self.net(x))
+        return x + (in_bfloat16(self.net)(x) if bf16 else self.net(x))  # no autocast(enabled=False) in training
 
-    def _filter_in_bands(self, x: torch.Tensor) -> torch.Tensor:
+    def _filter_in_bands(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
         """The same filter, a band of rows at a time, so that its C-channel intermediates stay in a CPU's cache.
 
         On a whole 512² tile they do not (32 channels: 34 MB a layer), and the filter is bound by its
@@ -167,7 +187,7 @@ class PostFilter(nn.Module):
         out = torch.empty_like(x)
         for top in range(0, height, rows):
             start, stop = max(top - HALO, 0), min(top + rows + HALO, height)
-            band = self._filter(x[..., start:stop, :])
+            band = self._filter(x[..., start:stop, :], bf16)
             out[..., top : top + rows, :] = band[..., top - start : top - start + rows, :]
         return out
 

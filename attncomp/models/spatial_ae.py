@@ -75,7 +75,8 @@ class SpatialAttentionAE(CompressionModel):
         code = self.encode(x).float()
         return {"strings": [self.entropy_bottleneck.compress(code)], "shape": tuple(code.shape[-2:])}
 
-    def decompress(self, strings: list, shape, bf16: bool = False) -> dict:
-        """The code decoded exactly, then the decoder in float32 or, with ``bf16``, under bf16 autocast."""
+    def decompress(self, strings: list, shape, precision: str = "float32") -> dict:
+        """The code decoded exactly, then the decoder under bf16 autocast at ``precision`` ``bf16``, else in
+        float32 (``mixed`` too: there is no post-filter correction to compute in bf16)."""
         code_hat = self.entropy_bottleneck.decompress(strings[0], tuple(shape))
-        return {"x_hat": in_bfloat16(self.decoder, bf16)(code_hat).clamp_(0, 1), "y_hat": code_hat}
+        return {"x_hat": in_bfloat16(self.decoder, precision == "bf16")(code_hat).clamp_(0, 1), "y_hat": code_hat}
