@@ -169,7 +169,7 @@ class PostFilter(nn.Module):
             return self._filter(x, bf16)
         return self._filter_in_bands(x, bf16)
 
-    def _filter(self, x: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    def _filter(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
         if not self.residual:
             return torch.sigmoid(self.net(x))
         return x + (in_bfloat16(self.net)(x) if bf16 else self.net(x))  # no autocast(enabled=False) in training
