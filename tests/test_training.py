@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from attncomp.cli import train as train_cli
 from attncomp.cli.train import main as train_main
 from attncomp.codec import decode, encode
 from attncomp.models import create, load_weights
@@ -178,6 +179,16 @@ def test_a_run_past_its_stop_at_time_ends_after_one_step_exported_and_validated(
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert load_weights(out / "weights.pt").training["steps"] == 1
     assert json.loads((out / "validation.json").read_text())["step"] == 1
+
+
+def test_training_keeps_freed_memory_for_reuse_unless_told_not_to(tmp_path, image_folder, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train_cli, "reuse_freed_memory", lambda: calls.append("reuse") or True)
+    one_step = ["--max-steps", "50", "--stop_at", str(time.time() - 1)]
+    assert cli(tmp_path / "default", image_folder, *one_step).returncode == 0
+    assert calls == ["reuse"]
+    assert cli(tmp_path / "off", image_folder, *one_step, "--reuse_freed_memory", "false").returncode == 0
+    assert calls == ["reuse"]
 
 
 def test_a_resumed_fine_tune_keeps_the_record_of_the_weights_it_started_from(tmp_path, image_folder):

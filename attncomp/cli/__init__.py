@@ -28,10 +28,12 @@ def positive(text: str) -> int:
 def reuse_freed_memory(limit: int = REUSED_BLOCK_LIMIT) -> bool:
     """This process is the CLI's: let glibc keep freed blocks up to ``limit`` bytes for reuse.
 
-    By default glibc maps every block above 32 MB afresh and unmaps it when freed, so each
-    of a tile's 32-channel full-resolution activations (32 MB at 512 px) is page-faulted in
-    again on every layer and tile. Kept, the blocks are reused: decoding is faster, for a little
-    more peak RSS (benchmarks/freed_memory_reuse.py and large_image_memory.py measure both).
+    By default glibc maps every block above 32 MB afresh and unmaps it when freed, and returns
+    the free top of its heap to the system, so large tensors are page-faulted in again and again:
+    in decoding each of a tile's 32-channel full-resolution activations (32 MB at 512 px), on
+    every layer and tile; in training the activations of every step. Kept, the blocks are
+    reused: decoding and CPU training are faster, for a little more peak RSS
+    (benchmarks/freed_memory_reuse.py, large_image_memory.py and train_allocator.py measure both).
     Returns False where the C library has no ``mallopt``.
     """
     try:
