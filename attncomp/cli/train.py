@@ -12,6 +12,8 @@ aliases of LightningCLI's dotted ones:
     --out DIR        checkpoints, logs and the exported weights.pt
     --resume CKPT    continue a run (a .ckpt file, or "last" for the newest in --out)
     --stop_at T      end training at wall-clock time T (seconds since the epoch), then export and validate
+    --reuse_freed_memory false   glibc's default allocator (by default freed blocks are kept
+                     for reuse: CPU training steps then do not page-fault their memory in afresh)
 
 A run ends by validating its final weights (estimated rate, on the validation
 split) and writing that point to ``--out``/validation.json.
