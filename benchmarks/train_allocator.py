@@ -25,7 +25,6 @@ from pathlib import Path
 from common import data_dir
 
 SIDES = {"default": "glibc's default allocator", "reuse": "freed blocks reused: attncomp-train as it is"}
-WINNER = '{"attention": "residual", "postfilter": "residual", "prior": "mean-scale", "M": 192}'
 
 
 def default_data() -> str:
@@ -54,12 +53,13 @@ def child(args, side: str) -> None:
 
     from attncomp.cli.train import main as train
     from attncomp.models.layers import bfloat16_is_fast
+    from attncomp.models.zoo import read_weights
 
     precision = "bf16-mixed" if bfloat16_is_fast(torch.device("cpu")) else "32-true"
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         status = train([
-            "--config", args.config, "--model.model", "attn-hyperprior-vbr", "--model.model_config", args.model_config,
+            "--config", args.config, "--model.model", read_weights(args.init)["model"],  # its architecture, too
             "--model.init_weights", args.init, "--model.schedule", "steps", "--data", args.data,
             "--trainer.max_steps", str(args.steps), "--trainer.limit_val_batches", "0",
             "--trainer.log_every_n_steps", "50", "--accelerator", "cpu", "--precision", precision,
@@ -79,8 +79,7 @@ def main():
     p.add_argument("--repeat", type=int, default=1, help="runs per side, alternating")
     p.add_argument("--data", default=default_data())
     p.add_argument("--config", default="configs/ablation.yaml")
-    p.add_argument("--model-config", default=WINNER, help="the variable-rate model's switches (JSON)")
-    p.add_argument("--init", default="results/vbr-m192/weights/residual-meanscale-M192.pt.xz")
+    p.add_argument("--init", default="results/vbr-m192/weights/residual-meanscale-M192.pt.xz", help="weights to train on")
     p.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -93,7 +92,7 @@ def main():
                 raise SystemExit(f"{side} run failed:\n{out.stderr[-2000:]}")
             runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
     precision = runs["default"][0]["precision"]
-    print(f"{args.steps} steps of {args.model_config} from {args.init} on {args.data}, {precision}, "
+    print(f"{args.steps} steps from {args.init} on {args.data}, {precision}, "
           f"timed after step {args.warmup}; median of {args.repeat} run(s) each")
     rates = {side: statistics.median(r["steps_per_second"] for r in results) for side, results in runs.items()}
     for side, results in runs.items():
