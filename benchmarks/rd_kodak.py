@@ -10,9 +10,12 @@ Writes the per-image CSV, the JSON curves, bd_rate.md, the RD plots and report.h
 import sys
 
 from attncomp.cli.evaluate import main
+from attncomp.models import ZOO, available_qualities
 
 from common import kodak_dir
 
 if __name__ == "__main__":
+    bundled = [name for name in ZOO if available_qualities(name)]  # a variable-rate model at each of its λs
     # a later --out in the arguments overrides this default
-    sys.exit(main([str(kodak_dir()), "--anchors", "jpeg", "webp", "avif", "jpeg2000", "--out", "results/kodak", "--force", *sys.argv[1:]]))
+    sys.exit(main([str(kodak_dir()), "--model", *bundled, "--anchors", "jpeg", "webp", "avif", "jpeg2000",
+                   "--out", "results/kodak", "--force", *sys.argv[1:]]))

@@ -289,9 +289,25 @@ def test_many_files_mistakes_are_refused_before_any_work(tmp_path, png, tiny_wei
     assert list(out.iterdir()) == []
 
 
+def test_the_bundled_variable_rate_model_codes_any_quality_and_a_higher_one_in_more_bits(tmp_path, png):
+    """One bundled file for every quality from 1 to 8, fractional ones too; the stream records the quality."""
+    src = png(96, 128)
+    original = np.asarray(Image.open(src), dtype=float)
+    sizes, errors = [], []
+    for quality in ("1", "3.5", "8"):
+        stream, image = tmp_path / f"q{quality}.atc", tmp_path / f"q{quality}.png"
+        assert run("encode", src, stream, "--model", "attn-hyperprior-vbr", "--quality", quality).returncode == 0
+        assert run("decode", stream, image).returncode == 0
+        sizes.append(stream.stat().st_size)
+        errors.append(np.mean((np.asarray(Image.open(image), dtype=float) - original) ** 2))
+    assert sizes == sorted(sizes) and errors == sorted(errors, reverse=True), (sizes, errors)
+    assert "quality:      3.5" in run("info", tmp_path / "q3.5.atc").stdout.decode()
+
+
 def test_a_quality_or_model_without_bundled_weights_names_what_is_bundled(tmp_path, png):
     src = png()
-    assert_clean_error(run("encode", src, tmp_path / "a.atc", "--quality", "2"), "bundled qualities: [1, 3, 5, 7]")
+    assert_clean_error(run("encode", src, tmp_path / "a.atc", "--quality", "2"),
+                       "bundled qualities: [1, 3, 5, 7]", "--model attn-hyperprior-vbr codes it")
     assert_clean_error(run("encode", src, tmp_path / "a.atc", "--model", "plain-hyperprior"), "no bundled weights")
     assert not (tmp_path / "a.atc").exists()
 

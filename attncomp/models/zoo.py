@@ -106,10 +106,16 @@ def load(name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY) -> CodingM
     if not path.is_file():
         have = available_qualities(name)
         raise WeightsError(
-            f"no bundled weights for {name} at quality {quality}"
+            f"no bundled weights for {name} at quality {quality:g}"
             + (f"; bundled qualities: {have}" if have else "; train some with attncomp-train")
+            + "".join(f"; --model {other} codes it" for other in bundled_variable_rate(quality))
         )
     return load_weights(path, name)
+
+
+def bundled_variable_rate(quality: float) -> list[str]:
+    """The bundled variable-rate models that code ``quality``."""
+    return [name for name, spec in ZOO.items() if spec.variable_rate and quality in available_qualities(name)]
 
 
 def save_weights(model: CompressionModel, path, name: str, quality=None, lmbda=None, training=None, half=False):
