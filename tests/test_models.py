@@ -199,6 +199,23 @@ def test_a_mean_scale_prior_predicts_a_mean_and_a_scale_per_latent():
     assert out["likelihoods"]["y"].shape == (2, TINY["M"], 8, 12)
 
 
+def test_training_can_reconstruct_from_the_rounded_latents_the_decoder_sees_with_gradients_through_them():
+    torch.manual_seed(0)
+    model = AttentionHyperprior(**TINY, prior="scale")
+    x = torch.rand(1, 3, 64, 64)
+    decoded = model.eval()(x)["x_hat"]  # with gradients, as in training: g_s takes the same path
+    model.train()
+    noisy = model(x)
+    rounded = model(x, synthesis_input="rounded")
+    assert torch.equal(rounded["x_hat"], decoded) and not torch.equal(noisy["x_hat"], decoded)
+    assert not torch.equal(rounded["likelihoods"]["y"], model.eval()(x)["likelihoods"]["y"])  # the rate keeps the noise
+    model.train()
+    torch.mean((model(x, synthesis_input="rounded")["x_hat"] - x) ** 2).backward()
+    assert model.g_a.body[0].weight.grad.abs().sum() > 0  # straight through the rounding to the encoder
+    with pytest.raises(ValueError, match="synthesis_input must be noise or rounded"):
+        model(x, synthesis_input="floor")
+
+
 def test_a_variable_rate_model_has_one_gain_vector_per_lambda():
     lambdas = (0.0018, 0.0067, 0.025)
     model = AttentionHyperprior(**TINY, lambdas=lambdas)

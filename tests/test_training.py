@@ -248,6 +248,16 @@ def test_a_variable_rate_model_trains_with_relative_level_weighting():
     assert module.level_loss_mean.isfinite().any()  # the levels drawn have running means
 
 
+def test_a_mean_scale_variable_rate_model_trains_on_rounded_latents_and_a_model_without_them_is_refused():
+    module = CompressionModule(model="attn-hyperprior-vbr", model_config=dict(TINY, prior="mean-scale"),
+                               synthesis_input="rounded", channels_last=False)
+    before = module.model.g_a.body[0].weight.clone()
+    trainer(2).fit(module, fixed_batches(2))
+    assert not torch.equal(before, module.model.g_a.body[0].weight)
+    with pytest.raises(ValueError, match="spatial-ae-gray has no such choice"):
+        CompressionModule(model="spatial-ae-gray", synthesis_input="rounded")
+
+
 def test_an_ms_ssim_loss_on_crops_too_small_for_its_five_scales_is_a_one_line_error(tmp_path, image_folder):
     run = cli(tmp_path / "run", image_folder, "--model.distortion", "ms-ssim")  # 64-px crops
     err = run.stderr.decode().strip()

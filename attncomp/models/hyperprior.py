@@ -7,6 +7,7 @@ from typing import Literal, Optional
 import torch
 from compressai.models import ScaleHyperprior
 from compressai.models.base import get_scale_table
+from compressai.ops import quantize_ste
 from torch import nn
 
 from ..catalog import QUALITY_STEPS, quality_steps
@@ -194,11 +195,19 @@ class AttentionHyperprior(ScaleHyperprior):
 
     def forward(
         self, x: torch.Tensor, levels: Optional[torch.Tensor] = None, quality: Optional[float] = None,
-        exact: Optional[FixedPointTransform] = None,
+        exact: Optional[FixedPointTransform] = None, synthesis_input: Literal["noise", "rounded"] = "noise",
     ):
         """Reconstruction and likelihoods; a variable-rate model takes per-image ``levels`` (training) or a
-        ``quality``. Outside training the prior comes from the exact h_s: ``exact``, or built now."""
-        y_hat, likelihoods = self.quantized_latents(x, levels, quality, exact)
+        ``quality``. Outside training the prior comes from the exact h_s: ``exact``, or built now.
+
+        ``synthesis_input`` (training only): what g_s reconstructs from. ``noise``: y plus uniform
+        noise, as the rate sees it (Ballé et al.); ``rounded``: y rounded around its means as the coder
+        rounds it, with a straight-through gradient, while the rate still sees the noise (Minnen & Singh,
+        2020): g_s then trains on the values it decodes. Outside training ŷ is always rounded."""
+        if synthesis_input not in ("noise", "rounded"):
+            raise ValueError(f"synthesis_input must be noise or rounded, not {synthesis_input!r}")
+        latents = self._latents_and_prior(x, exact)
+        y_hat, likelihoods = self._quantized_at(latents, *self._gains(levels, quality), synthesis_input)
         return {"x_hat": self.synthesis(y_hat), "likelihoods": likelihoods}
 
     def quantized_latents(
@@ -239,11 +248,14 @@ class AttentionHyperprior(ScaleHyperprior):
         means, scales = self.split_prior(self.h_s(z_hat)) if self.training else self.prior_parameters(z_hat, exact)
         return y, means, scales, z_likelihoods
 
-    def _quantized_at(self, latents: tuple, gain, inverse) -> tuple[torch.Tensor, dict]:
+    def _quantized_at(self, latents: tuple, gain, inverse, synthesis_input="noise") -> tuple[torch.Tensor, dict]:
         """(ŷ as g_s takes it, likelihoods) of shared ``latents`` at one rate's gains (None: fixed rate)."""
         y, means, scales, z_likelihoods = latents
         y, scales, means = _gained(gain, y, scales, means)
         y_hat, y_likelihoods = in_float32(self.gaussian_conditional)(y, scales, *([] if means is None else [means]))
+        if self.training and synthesis_input == "rounded":  # in float32, as the coder rounds
+            offset = 0.0 if means is None else means.float()
+            y_hat = quantize_ste(y.float() - offset) + offset
         if inverse is not None:
             y_hat = y_hat * inverse.to(y_hat.dtype)
         return y_hat, {"y": y_likelihoods, "z": z_likelihoods}

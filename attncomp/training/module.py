@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Literal, Optional
 
 import pytorch_lightning as pl
@@ -142,6 +143,9 @@ class CompressionModule(pl.LightningModule):
             their losses, which the highest λs dominate (their λ·255²·MSE + bpp is ~15× the lowest's);
             or ``relative``, each loss divided by its level's running mean, so that the same relative
             gain counts alike at every rate, as BD-rate counts it.
+        synthesis_input: what g_s reconstructs from in training, ``noise`` (y + uniform noise) or
+            ``rounded`` (ŷ as the coder rounds it, straight-through gradient; the rate still sees the
+            noise): see :meth:`~attncomp.models.AttentionHyperprior.forward`.
     """
 
     def __init__(
@@ -161,6 +165,7 @@ class CompressionModule(pl.LightningModule):
         channels_last: bool = True,
         compile: bool = False,
         level_weighting: Literal["uniform", "relative"] = "uniform",
+        synthesis_input: Literal["noise", "rounded"] = "noise",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -183,6 +188,8 @@ class CompressionModule(pl.LightningModule):
             if init_weights:
                 raise WeightsError("pass --model.init_weights or --model.warm_start, not both")
             self.parent = dict(copy_matching_tensors(warm_start, self.model), warm_start=str(warm_start))
+        if synthesis_input != "noise" and "synthesis_input" not in inspect.signature(self.model.forward).parameters:
+            raise ValueError(f"--model.synthesis_input {synthesis_input}: {model} has no such choice")
         # a variable-rate model trains every rate at once: each image of a batch draws one of its λs
         self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
         # on the training device once, not copied there every step (not saved: the model's config holds them)
@@ -276,10 +283,11 @@ class CompressionModule(pl.LightningModule):
 
     def _rate_inputs(self, x: torch.Tensor):
         """(forward's keyword arguments, λ): the run's λ, or one of the model's λs drawn per image."""
+        inputs = {} if self.hparams.synthesis_input == "noise" else {"synthesis_input": self.hparams.synthesis_input}
         if not self.lambdas:
-            return {}, self.hparams.lmbda
+            return inputs, self.hparams.lmbda
         levels = torch.randint(len(self.lambdas), (x.shape[0],), device=x.device, generator=self.level_generator)
-        return {"levels": levels}, self.lambda_table[levels]
+        return dict(inputs, levels=levels), self.lambda_table[levels]
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
