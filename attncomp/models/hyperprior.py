@@ -204,19 +204,20 @@ class AttentionHyperprior(ScaleHyperprior):
         noise, as the rate sees it (Ballé et al.); ``rounded``: y rounded around its means as the coder
         rounds it, with a straight-through gradient, while the rate still sees the noise (Minnen & Singh,
         2020): g_s then trains on the values it decodes. Outside training ŷ is always rounded."""
-        if synthesis_input not in ("noise", "rounded"):
-            raise ValueError(f"synthesis_input must be noise or rounded, not {synthesis_input!r}")
-        latents = self._latents_and_prior(x, exact)
-        y_hat, likelihoods = self._quantized_at(latents, *self._gains(levels, quality), synthesis_input)
+        y_hat, likelihoods = self.quantized_latents(x, levels, quality, exact, synthesis_input=synthesis_input)
         return {"x_hat": self.synthesis(y_hat), "likelihoods": likelihoods}
 
     def quantized_latents(
         self, x: torch.Tensor, levels: Optional[torch.Tensor] = None, quality: Optional[float] = None,
         exact: Optional[FixedPointTransform] = None, core: Optional[Core] = None,
+        synthesis_input: Literal["noise", "rounded"] = "noise",
     ) -> tuple[torch.Tensor, dict]:
         """The forward pass up to g_s: (ŷ as g_s takes it, likelihoods) — all a rate estimate needs.
-        ``core``: see :meth:`analysis`."""
-        return self._quantized_at(self._latents_and_prior(x, exact, core), *self._gains(levels, quality))
+        ``core``: see :meth:`analysis`; ``synthesis_input``: see :meth:`forward`."""
+        if synthesis_input not in ("noise", "rounded"):
+            raise ValueError(f"synthesis_input must be noise or rounded, not {synthesis_input!r}")
+        latents = self._latents_and_prior(x, exact, core)
+        return self._quantized_at(latents, *self._gains(levels, quality), synthesis_input)
 
     def each_level(self, x: torch.Tensor, exact: Optional[FixedPointTransform] = None):
         """An iterator over ``forward(x, levels=…)`` at each level of a variable-rate model, in order.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Literal, Optional
 
 import pytorch_lightning as pl
@@ -12,7 +11,7 @@ from pytorch_lightning.callbacks import Timer
 from pytorch_msssim import ms_ssim
 
 from ..errors import WeightsError
-from ..models import rd, zoo
+from ..models import AttentionHyperprior, rd, zoo
 from ..models.layers import in_float32
 from .data import draw_seed
 
@@ -188,7 +187,7 @@ class CompressionModule(pl.LightningModule):
             if init_weights:
                 raise WeightsError("pass --model.init_weights or --model.warm_start, not both")
             self.parent = dict(copy_matching_tensors(warm_start, self.model), warm_start=str(warm_start))
-        if synthesis_input != "noise" and "synthesis_input" not in inspect.signature(self.model.forward).parameters:
+        if synthesis_input != "noise" and not isinstance(self.model, AttentionHyperprior):
             raise ValueError(f"--model.synthesis_input {synthesis_input}: {model} has no such choice")
         # a variable-rate model trains every rate at once: each image of a batch draws one of its λs
         self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
