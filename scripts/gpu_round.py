@@ -267,7 +267,8 @@ def summarise(run: Path, wall: float) -> dict:
         steps=training["steps"],
         steps_this_round=training["steps_this_run"],
         train_seconds_this_round=round(training["seconds_this_run"], 1),
-        mpix_per_s=round(pixels / training["seconds_this_run"] / 1e6, 2),
+        # a resumed run with no steps left (or a few tiny ones) may have trained for no measurable time
+        mpix_per_s=round(pixels / training["seconds_this_run"] / 1e6, 2) if training["seconds_this_run"] > 0 else None,
         wall_seconds=round(wall, 1),
         hardware=training["hardware"],
         validation=point,

@@ -143,6 +143,16 @@ def test_the_ablation_plan_trains_every_variant_for_the_same_steps_and_returns_t
     assert plain.split(" | ")[2] == plain.split(" | ")[3]
 
 
+def test_a_run_that_trained_no_measurable_time_is_summarised_without_a_throughput(tmp_path):
+    """A resumed run with no steps left (or a few tiny ones) reports its steps; its throughput is unknown, not a crash."""
+    gpu_round = load_script("gpu_round")
+    training = dict(steps=20, steps_this_run=0, seconds_this_run=0.0, batch_size=16, crop_size=128, hardware="CPU")
+    save_weights(create("attn-hyperprior", **TINY), tmp_path / "weights.pt", "attn-hyperprior", quality=1,
+                 lmbda=0.0018, training=training)
+    summary = gpu_round.summarise(tmp_path, wall=1.0)
+    assert (summary["steps"], summary["steps_this_round"], summary["mpix_per_s"]) == (20, 0, None)
+
+
 def test_a_round_resumes_a_run_from_the_steps_its_checkpoint_began_at_and_never_from_behind_init(tmp_path):
     """A run folder trained from scratch to 4,500 steps resumes to --steps 6000 although --init's kept copy of
     it has trained 4,500 too (counting those as behind the checkpoint would end the run at once); a checkpoint

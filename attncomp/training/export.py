@@ -76,7 +76,7 @@ class ExportWeights(pl.Callback):
             steps=int(trainer.global_step),
             hours=round(self.seconds() / 3600, 3),
             steps_this_run=int(trainer.global_step - self._first_step),  # this process, for throughput
-            seconds_this_run=round(self._last_step_done - self._started, 1),  # to the last step
+            seconds_this_run=round(self._last_step_done - self._started, 3),  # to the last step
             hardware=hardware(),
             batch_size=getattr(trainer.datamodule.hparams, "batch_size", None) if trainer.datamodule else None,
             crop_size=getattr(trainer.datamodule.hparams, "crop_size", None) if trainer.datamodule else None,
