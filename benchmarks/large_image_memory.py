@@ -11,7 +11,7 @@ first size with encoder-side refinement (backpropagation keeps activations; the 
 does not grow with the number of steps).
 
     python benchmarks/large_image_memory.py [--sizes 1024x1024 4000x3000 8000x6000] [--tile 512]
-                                            [--weights FILE] [--refine 2]
+                                            [--model NAME | --weights FILE] [--refine 2]
 """
 
 import argparse
@@ -31,18 +31,18 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def load_model(weights):
+def load_model(weights, model_name):
     from attncomp.models import load, load_weights
 
-    return load_weights(weights) if weights else load("attn-hyperprior", 3)
+    return load_weights(weights) if weights else load(model_name, 3)
 
 
-def child_encode(image_path, stream_path, weights, tile, refine):
+def child_encode(image_path, stream_path, weights, model_name, tile, refine):
     from attncomp.cli.codec import prepare_process_for_coding
     from attncomp.codec import DEFAULT_TILE, encode
 
     prepare_process_for_coding()  # as attncomp-codec runs: Pillow's limit, freed blocks reused
-    model = load_model(weights)
+    model = load_model(weights, model_name)
     tile = tile or DEFAULT_TILE
     start = time.perf_counter()
     data = encode(image_path, model, tile_size=tile, refine_steps=refine)
@@ -51,12 +51,12 @@ def child_encode(image_path, stream_path, weights, tile, refine):
     return dict(peak_mb=peak_mb(), seconds=seconds, bytes=len(data), tile=tile)
 
 
-def child_decode(stream_path, weights):
+def child_decode(stream_path, weights, model_name):
     from attncomp.cli.codec import prepare_process_for_coding
     from attncomp.codec import decode
 
     prepare_process_for_coding()
-    model = load_model(weights)
+    model = load_model(weights, model_name)
     start = time.perf_counter()
     image = decode(stream_path, model)
     return dict(peak_mb=peak_mb(), seconds=time.perf_counter() - start, size=list(image.size))
@@ -80,20 +80,21 @@ def run_child(*args):
     return json.loads(subprocess.run(cmd, capture_output=True, check=True, text=True).stdout.strip().splitlines()[-1])
 
 
-def measure(size, folder, weights, tile, refine=0, decode=True):
+def measure(size, folder, model_options, tile, refine=0, decode=True):
+    """Peak RSS and time of encoding ``size`` (and decoding it); ``model_options``: the children's --model/--weights."""
     image_path, stream_path = Path(folder) / f"{size}.jpg", Path(folder) / f"{size}.atc"
     if not image_path.exists():
         run_child("write", size, image_path)
-    extra = ["--weights", weights] if weights else []
-    encoded = run_child("encode", image_path, stream_path, "--tile", tile or 0, "--refine", refine, *extra)
-    return encoded, run_child("decode", stream_path, *extra) if decode else None
+    encoded = run_child("encode", image_path, stream_path, "--tile", tile or 0, "--refine", refine, *model_options)
+    return encoded, run_child("decode", stream_path, *model_options) if decode else None
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["1024x1024", "4000x3000", "8000x6000"])
     parser.add_argument("--tile", type=int, default=None, help="encoder tile size (default: the codec's)")
-    parser.add_argument("--weights")
+    parser.add_argument("--weights", help="a fixed-rate weights file (default: --model's bundled quality 3)")
+    parser.add_argument("--model", default="attn-hyperprior", help="zoo model, at quality 3 (default attn-hyperprior)")
     parser.add_argument("--refine", type=int, default=0, help="also encode the first size refined with this many steps")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -105,25 +106,26 @@ def main():
         elif kind == "write":
             result = child_write(*paths)
         elif kind == "encode":
-            result = child_encode(*paths, args.weights, args.tile, args.refine)
+            result = child_encode(*paths, args.weights, args.model, args.tile, args.refine)
         else:
-            result = child_decode(*paths, args.weights)
+            result = child_decode(*paths, args.weights, args.model)
         print(json.dumps(result))
         return
+    model_options = ["--model", args.model] + (["--weights", args.weights] if args.weights else [])
     baseline = run_child("baseline")["peak_mb"]
-    print(f"`{BASELINE}`: peak {baseline:.0f} MB")
+    print(f"{args.weights or args.model}; `{BASELINE}`: peak {baseline:.0f} MB")
     print("| image | Mpix | peak RSS (MB): encode / decode | above the import | encode / decode (s) | bytes |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:
             width, height = map(int, size.split("x"))
-            enc, dec = measure(size, folder, args.weights, args.tile)
+            enc, dec = measure(size, folder, model_options, args.tile)
             print(f"| {size}, tile {enc['tile']} | {width * height / 1e6:.1f} "
                   f"| {enc['peak_mb']:.0f} / {dec['peak_mb']:.0f} "
                   f"| {enc['peak_mb'] - baseline:.0f} / {dec['peak_mb'] - baseline:.0f} "
                   f"| {enc['seconds']:.1f} / {dec['seconds']:.1f} | {enc['bytes']} |", flush=True)
         if args.refine:
-            enc, _ = measure(args.sizes[0], folder, args.weights, args.tile, args.refine, decode=False)
+            enc, _ = measure(args.sizes[0], folder, model_options, args.tile, args.refine, decode=False)
             print(f"{args.sizes[0]} with --refine {args.refine}: encode peak {enc['peak_mb']:.0f} MB")
 
 
