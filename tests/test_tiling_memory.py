@@ -10,7 +10,7 @@ from torch.overrides import TorchFunctionMode
 
 from attncomp import image as imageio
 from attncomp.codec import decode, encode, tile_boxes, unpack
-from attncomp.codec.tiles import CONTEXT, latent_canvas, synthesis_window
+from attncomp.codec.tiles import CONTEXT, LatentRows, latent_size, synthesis_window
 from attncomp.models import load_weights
 
 from .helpers import smooth_image
@@ -47,7 +47,8 @@ def whole_canvas_decode(data: bytes, model) -> Image.Image:
     latents = None
     for (top, left, _, _), (shape, strings) in zip(stream.tile_boxes(), stream.tiles):
         y_hat = model.decompress_latents([[s + bytes(16)] for s in strings], shape)
-        latents = latent_canvas(model, (stream.height, stream.width), y_hat) if latents is None else latents
+        if latents is None:
+            latents = y_hat.new_zeros(*y_hat.shape[:-2], *latent_size(model, (stream.height, stream.width)))
         latents[..., top // 16 : top // 16 + y_hat.shape[-2], left // 16 : left // 16 + y_hat.shape[-1]] = y_hat
     canvas = torch.empty(1, 3, stream.height, stream.width)
     for top, left, h, w in stream.tile_boxes():
@@ -99,6 +100,21 @@ def test_no_tensor_spans_more_than_a_tile_and_its_context(model):
         assert decode(data, model).size == (256, 128)
     assert encoding.side == TILE + 2 * CONTEXT * 16  # a middle tile and the context g_a reads
     assert TILE < decoding.side < TILE + 16
+
+
+def test_decoding_holds_the_latents_of_three_rows_of_tiles_at_most(model, monkeypatch):
+    """ŷ is never held for the whole image: a row of tiles reads 2 latents of the rows above and below it."""
+    held, window = [], LatentRows.window
+
+    def recording_window(self, rows, cols):
+        latents = window(self, rows, cols)
+        held.append(self.held)
+        return latents
+
+    monkeypatch.setattr(LatentRows, "window", recording_window)
+    decoded = decode(encode(smooth_image(7 * TILE, TILE), model, tile_size=TILE), model)  # 28 latent rows
+    assert decoded.size == (TILE, 7 * TILE)
+    assert held == [8, 12, 12, 12, 12, 12, 8]  # 4 latent rows per row of tiles
 
 
 def test_a_tile_converts_like_the_same_crop_of_the_whole_image():

@@ -15,7 +15,7 @@ from ..files import read_bytes
 from ..models import CodingModel, zoo
 from .container import DEFAULT_TILE, MAX_CONTEXT, MAX_TILE, Stream, pack, unpack
 from .refine import check_refinable, refine_latents
-from .tiles import coded_tiles, latent_canvas, synthesis_window, tile_context
+from .tiles import LatentRows, coded_tiles, latent_size, synthesis_window, tile_context
 
 _GUARD = bytes(16)
 _PASS_WEIGHTS = "pass the weights file it was encoded with (--weights)"
@@ -151,16 +151,25 @@ def _tiles_alone(stream: Stream, model: CodingModel, precision: str):
 def _tiles_with_context(stream: Stream, model: CodingModel, precision: str):
     """(box, image) of each tile, synthesised with ``stream.context`` latents of its neighbours around it.
 
-    Every tile's ŷ is decoded first, into one latent canvas (1/256 of the pixels, M channels: 96 MB for
-    48 megapixels with M = 128), then each tile is synthesised from its window of it.
+    Each tile's window of ŷ comes from :class:`~attncomp.codec.tiles.LatentRows`, which decodes the rows
+    of tiles as the windows reach them and keeps only the rows that later windows read.
     """
-    latents, stride = None, model.latent_stride
+    size = latent_size(model, (stream.height, stream.width))
+    latents = LatentRows(_latent_bands(stream, model, size[1]))
+    for box in stream.tile_boxes():
+        window, keep, (dy, dx) = synthesis_window(box, stream.context, model.latent_stride, size)
+        yield box, model.synthesize(latents.window(*window), precision, keep)[..., dy:, dx:]
+
+
+def _latent_bands(stream: Stream, model: CodingModel, width: int):
+    """Each row of tiles' ŷ, entropy-decoded tile by tile into one band ``width`` latents wide."""
+    band, band_top, stride = None, None, model.latent_stride
     for (top, left, _, _), strings, shape in _coded_strings(stream, model):
         y_hat = model.decompress_latents(strings, shape)
-        if latents is None:
-            latents = latent_canvas(model, (stream.height, stream.width), y_hat)
-        rows, cols = y_hat.shape[-2:]
-        latents[..., top // stride : top // stride + rows, left // stride : left // stride + cols] = y_hat
-    for box in stream.tile_boxes():
-        window, keep, (dy, dx) = synthesis_window(box, stream.context, stride, latents.shape[-2:])
-        yield box, model.synthesize(latents[..., window[0], window[1]], precision, keep)[..., dy:, dx:]
+        if top != band_top:
+            if band is not None:
+                yield band
+            band, band_top = y_hat.new_zeros(*y_hat.shape[:-1], width), top
+        band[..., left // stride : left // stride + y_hat.shape[-1]] = y_hat
+    if band is not None:
+        yield band

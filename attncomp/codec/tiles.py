@@ -15,11 +15,14 @@ Entropy coding stays per tile, exact and unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from .. import image as imageio
+from ..errors import StreamError
 from ..models import CodingModel
 from ..models.hyperprior import Core
 from ..models.layers import HALO
@@ -84,7 +87,40 @@ def synthesis_window(box, context: int, stride: int, latent_size: tuple[int, int
     return window, keep, (dy - keep[0].start, dx - keep[1].start)
 
 
-def latent_canvas(model: CodingModel, image_size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
-    """Zeros for the ŷ of a whole image of ``image_size`` (height, width), padded as its tiles are coded."""
-    height, width = (_ceil_to(side, model.downsampling_factor) // model.latent_stride for side in image_size)
-    return like.new_zeros(*like.shape[:-2], height, width)
+def latent_size(model: CodingModel, image_size: tuple[int, int]) -> tuple[int, int]:
+    """(rows, columns) of the ŷ of a whole image of ``image_size`` (height, width), padded as its tiles are coded."""
+    return tuple(_ceil_to(side, model.downsampling_factor) // model.latent_stride for side in image_size)
+
+
+class LatentRows:
+    """The ŷ a decoder is synthesising from, one band per row of tiles, never the whole image's.
+
+    ``bands`` yields each tile row's ŷ, top to bottom, at the image's latent width. A band is decoded
+    when a window first reads it and dropped once a window starts below it: windows come in the
+    tiles' row-major order, and one reads ``context`` latents of the rows above and below, so with
+    the codec's context and tiles three bands are held at most (37 MB for 48 megapixels at M = 192,
+    where a latent canvas of the whole image would take 144 MB).
+    """
+
+    def __init__(self, bands: Iterator[torch.Tensor]):
+        self._bands = bands
+        self._held: list[tuple[int, torch.Tensor]] = []  # (first latent row, band)
+        self._decoded = 0  # latent rows decoded so far
+
+    @property
+    def held(self) -> int:
+        """Latent rows held now."""
+        return sum(band.shape[-2] for _, band in self._held)
+
+    def window(self, rows: slice, cols: slice) -> torch.Tensor:
+        """ŷ[..., rows, cols] of the whole image (``rows`` must not start above an earlier window's)."""
+        while self._decoded < rows.stop:
+            band = next(self._bands, None)
+            if band is None:
+                raise StreamError(f"stream's tiles end at latent row {self._decoded}, its image needs {rows.stop}")
+            self._held.append((self._decoded, band))
+            self._decoded += band.shape[-2]
+        self._held = [(first, band) for first, band in self._held if first + band.shape[-2] > rows.start]
+        parts = [band[..., max(rows.start - first, 0) : rows.stop - first, cols]
+                 for first, band in self._held if first < rows.stop]  # fmt: skip
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
