@@ -35,7 +35,12 @@ residual post-filter's correction f(x̃) in bf16 and everything else (g_s, the i
 float32; ``bf16``, g_s and the post-filter under bf16 autocast. The latents are the same at each."""
 DEFAULT_PRECISION = "mixed"
 
-DEFAULT_MODEL = "attn-hyperprior"
+DEFAULT_MODEL = "attn-hyperprior-vbr"
+"""What ``attncomp-codec`` and ``attncomp-eval`` code with unless told: the variable-rate model, ahead of the
+fixed-rate ones on the validation split (README, *The bundled variable-rate model*)."""
+DEFAULT_TRAINING_MODEL = "attn-hyperprior"
+"""What ``attncomp-train`` trains unless told: a fixed-rate model, so that ``--lmbda X`` trains that λ (a
+variable-rate model trains all of its λs at once and refuses one)."""
 DEFAULT_QUALITY = 3
 
 
@@ -53,7 +58,7 @@ class CatalogEntry:
 
 
 CATALOG: dict[str, CatalogEntry] = {
-    "attn-hyperprior": CatalogEntry("hyperprior", LITE, "paper architecture at a CPU-trainable size (default)"),
+    "attn-hyperprior": CatalogEntry("hyperprior", LITE, "paper architecture at a CPU-trainable size, fixed-rate: qualities 1, 3, 5, 7 bundled"),
     "attn-hyperprior-paper": CatalogEntry(
         "hyperprior", dict(N=192, M=320, postfilter_channels=192), "paper sizes N=192, M=320"
     ),
@@ -67,8 +72,8 @@ CATALOG: dict[str, CatalogEntry] = {
         "hyperprior",
         dict(LITE, M=192, attention="residual", postfilter="residual", prior="mean-scale",
              lambdas=tuple(COMPRESSAI_LAMBDAS.values())),
-        "one variable-rate model for every quality from 1 to 8, fractional ones too (the ablation's winner: "
-        "residual blocks, mean-scale prior, M=192)",
+        "the default: one variable-rate model for every quality from 1 to 8, fractional ones too (the ablation's "
+        "winner: residual blocks, mean-scale prior, M=192)",
     ),
     "spatial-ae": CatalogEntry("spatial-ae", dict(in_channels=3), "Wibowo's autoencoder, RGB"),
     "spatial-ae-gray": CatalogEntry("spatial-ae", dict(in_channels=1), "Wibowo's autoencoder, grayscale as the paper"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from attncomp.models import load, load_weights
+from attncomp.models import DEFAULT_MODEL, load, load_weights
 
 
 def data_dir() -> Path:
@@ -22,7 +22,8 @@ def kodak_dir() -> Path:
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--weights", help="exported weights (default: the bundled model)")
+    p.add_argument("--weights", help="exported weights (default: --model's bundled weights)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model (default {DEFAULT_MODEL})")
     p.add_argument("--quality", type=int, default=3, help="the bundled model's, or a variable-rate file's")
     p.add_argument("--images", default=str(kodak_dir()))
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
@@ -30,9 +31,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def model_from(args):
-    """``--weights`` (a variable-rate file at ``--quality``), else the bundled model at ``--quality``."""
+    """``--weights`` (a variable-rate file at ``--quality``), else ``--model``'s bundled weights at ``--quality``."""
     if not args.weights:
-        return load("attn-hyperprior", args.quality)
+        return load(args.model, args.quality)
     model = load_weights(args.weights)
     return model.at(args.quality) if model.variable_rate else model
 

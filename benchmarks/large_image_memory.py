@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from attncomp.catalog import DEFAULT_MODEL
+
 
 BASELINE = "import torch, compressai"
 
@@ -94,7 +96,7 @@ def main():
     parser.add_argument("--sizes", nargs="+", default=["1024x1024", "4000x3000", "8000x6000"])
     parser.add_argument("--tile", type=int, default=None, help="encoder tile size (default: the codec's)")
     parser.add_argument("--weights", help="a fixed-rate weights file (default: --model's bundled quality 3)")
-    parser.add_argument("--model", default="attn-hyperprior", help="zoo model, at quality 3 (default attn-hyperprior)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model, at quality 3 (default {DEFAULT_MODEL})")
     parser.add_argument("--refine", type=int, default=0, help="also encode the first size refined with this many steps")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()

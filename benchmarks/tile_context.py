@@ -34,7 +34,7 @@ def main():
     curves = {setting: ([], []) for setting in settings}  # (bpp, psnr) per quality
     times = {(tile, side): {0: [], CONTEXT: []} for tile in args.tiles for side in ("encode", "decode")}
     for quality in args.qualities:
-        model = load("attn-hyperprior", quality)
+        model = load(args.model, quality)
         points = {setting: [] for setting in settings}
         for image in images:
             original = np.asarray(image.convert("RGB"))

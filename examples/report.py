@@ -25,7 +25,7 @@ def main(original_path, stream_path, decoded_path):
     decoded = np.asarray(Image.open(decoded_path).convert("RGB"))
     pixels = original.width * original.height
     bpp = 8 * len(data) / pixels
-    print(f"attncomp  {header.model} q{header.quality}: {len(data):7d} bytes  {bpp:.3f} bpp  "
+    print(f"attncomp  {header.model} q{header.quality:g}: {len(data):7d} bytes  {bpp:.3f} bpp  "
           f"PSNR {psnr(reference, decoded):.2f} dB  MS-SSIM {ms_ssim(reference, decoded):.4f}")
     # JPEG at the largest quality whose file is no bigger than ours, for context
     best = None

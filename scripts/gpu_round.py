@@ -65,10 +65,10 @@ from attncomp.files import atomic_write
 from attncomp.models import zoo
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = zoo.DEFAULT_MODEL
-LAMBDAS = zoo.entry(MODEL).lambdas
 VARIABLE_RATE = "attn-hyperprior-vbr"
 FIXED_RATE = "attn-hyperprior"  # the lite fixed-rate entry; the fixed-rate plan sets a variant's switches on it
+MODEL = FIXED_RATE  # the finetune plan's: the bundled fixed-rate models, one run per quality
+LAMBDAS = zoo.entry(MODEL).lambdas
 # The ablation's variants: overrides of the variable-rate zoo entry (lite sizes, 8 λs).
 ABLATION = {
     "plain": dict(attention="none", postfilter="none", prior="scale"),

@@ -75,6 +75,12 @@ def test_bundled_models_need_no_weights_file_either_way(tmp_path, png):
         assert Image.open(tmp_path / f"{model}.png").size == (128, 96)
 
 
+def test_without_model_or_quality_the_codec_uses_the_variable_rate_model_at_quality_3(tmp_path, png):
+    assert run("encode", png(64, 64), tmp_path / "a.atc").returncode == 0
+    info = run("info", tmp_path / "a.atc").stdout.decode()
+    assert "attn-hyperprior-vbr" in info and "quality:      3\n" in info, info
+
+
 @pytest.mark.parametrize("mode,expected", [("L", "L"), ("RGBA", "RGB"), ("P", "RGB"), ("I;16", "L")])
 def test_gray_16_bit_palette_and_alpha_images_decode_as_l_or_rgb(tmp_path, png, tiny_weights, mode, expected):
     encode(png(40, 50, mode=mode), tmp_path / "a.atc", tiny_weights)
@@ -306,7 +312,7 @@ def test_the_bundled_variable_rate_model_codes_any_quality_and_a_higher_one_in_m
 
 def test_a_quality_or_model_without_bundled_weights_names_what_is_bundled(tmp_path, png):
     src = png()
-    assert_clean_error(run("encode", src, tmp_path / "a.atc", "--quality", "2"),
+    assert_clean_error(run("encode", src, tmp_path / "a.atc", "--model", "attn-hyperprior", "--quality", "2"),
                        "bundled qualities: [1, 3, 5, 7]", "--model attn-hyperprior-vbr codes it")
     assert_clean_error(run("encode", src, tmp_path / "a.atc", "--model", "plain-hyperprior"), "no bundled weights")
     assert not (tmp_path / "a.atc").exists()

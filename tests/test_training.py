@@ -137,16 +137,17 @@ def image_folder(tmp_path_factory):
     return folder
 
 
-def cli_args(out, folder, *extra):
-    return ["--lmbda", "0.0067", "--model.model_config", "{N: 16, M: 24, postfilter_channels: 8, reduction: 4}",
+def cli_args(out, folder, *extra, lmbda="0.0067"):
+    """A tiny run of the default (fixed-rate) model at ``lmbda``, or of a variable-rate one (``lmbda=None``)."""
+    return [*(["--lmbda", lmbda] if lmbda else []), "--model.model_config", "{N: 16, M: 24, postfilter_channels: 8, reduction: 4}",
             "--data", folder, "--val-data", folder, "--data.crop_size", "64", "--data.batch_size", "2", "--out", out,
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1", *extra]
 
 
-def cli(out, folder, *extra):
+def cli(out, folder, *extra, lmbda="0.0067"):
     """attncomp-train in this process (the DDP test and --help run it as a user does)."""
-    return run_main(train_main, cli_args(out, folder, *extra))
+    return run_main(train_main, cli_args(out, folder, *extra, lmbda=lmbda))
 
 
 def test_cli_runs_resumes_and_exports_weights_the_codec_uses(tmp_path, image_folder):
@@ -208,7 +209,7 @@ def test_a_resumed_fine_tune_keeps_the_record_of_the_weights_it_started_from(tmp
 def test_a_variable_rate_model_trains_every_lambda_at_once_and_codes_any_quality(tmp_path, image_folder):
     out = tmp_path / "vbr"
     run = cli(out, image_folder, "--model.model", "attn-hyperprior-vbr", "--max-steps", "2", "--checkpoint_every", "2",
-              "--trainer.limit_val_batches", "0.5")  # a fraction: half the 4 validation images
+              "--trainer.limit_val_batches", "0.5", lmbda=None)  # a fraction: half the 4 validation images
     assert run.returncode == 0, run.stderr.decode()[-3000:]
     model = load_weights(out / "weights.pt")
     assert model.variable_rate and model.quality is None and model.lmbda is None
@@ -217,6 +218,14 @@ def test_a_variable_rate_model_trains_every_lambda_at_once_and_codes_any_quality
     assert point["loss"] == pytest.approx(sum(point[f"loss_q{q}"] for q in range(1, 9)) / 8, rel=1e-5)
     image = smooth_image(50, 70)
     assert decode(encode(image, model.at(2.5)), model).size == (70, 50)
+
+
+def test_a_variable_rate_model_refuses_a_lambda_it_would_ignore_and_writes_nothing(tmp_path, image_folder):
+    out = tmp_path / "vbr"
+    run = cli(out, image_folder, "--model.model", "attn-hyperprior-vbr", lmbda="0.01")
+    err = run.stderr.decode().strip()
+    assert run.returncode == 1 and err.startswith("attncomp-train: error: --lmbda: attn-hyperprior-vbr is a variable-rate")
+    assert "drop --lmbda" in err and "\n" not in err and not out.exists()
 
 
 def test_relative_level_weighting_gives_every_rate_the_same_weight_however_large_its_loss():

@@ -106,8 +106,7 @@ def write_validation_point(trainer: Trainer, module, datamodule, path: Path) -> 
     (metrics,) = results
     if trainer.is_global_zero:
         images = int(sum(trainer.num_val_batches))  # batches of one image, after --trainer.limit_val_batches
-        lmbda = None if module.lambdas else module.hparams.lmbda  # a variable-rate model: one point per λ
-        point = {"step": trainer.global_step, "images": images, "lmbda": lmbda}
+        point = {"step": trainer.global_step, "images": images, "lmbda": module.lmbda}  # None: one point per λ
         point.update({k.removeprefix("val/"): round(float(v), 6) for k, v in sorted(metrics.items())})
         atomic_write(path, lambda f: f.write(json.dumps(point, indent=1).encode() + b"\n"))
 

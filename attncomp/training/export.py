@@ -71,7 +71,7 @@ class ExportWeights(pl.Callback):
             return
         hp = pl_module.hparams
         variable_rate = bool(pl_module.lambdas)  # its λs are in its config; it codes every quality
-        quality = None if variable_rate else rd.quality_for_lambda(hp.lmbda)
+        quality = None if variable_rate else rd.quality_for_lambda(pl_module.lmbda)
         training = dict(
             steps=int(trainer.global_step),
             hours=round(self.seconds() / 3600, 3),
@@ -88,4 +88,4 @@ class ExportWeights(pl.Callback):
         if pl_module.parent:
             training["initialised_from"] = pl_module.parent
         zoo.save_weights(pl_module.model, self.path, hp.model, quality=quality,
-                         lmbda=None if variable_rate else hp.lmbda, training=training)
+                         lmbda=pl_module.lmbda, training=training)

@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.callbacks import Timer
 from pytorch_msssim import ms_ssim
 
+from ..catalog import DEFAULT_TRAINING_MODEL
 from ..errors import WeightsError
 from ..models import AttentionHyperprior, rd, zoo
 from ..models.layers import in_float32
@@ -113,6 +114,7 @@ def time_decay(timer: Timer, decay_start: float, final_ratio: float):
     return factor
 
 
+FIXED_RATE_LAMBDA = 0.013  # a fixed-rate run's λ unless told: CompressAI's quality 4
 LEVEL_MEAN_RATE = 0.01  # level_weighting="relative": how far a batch moves its levels' running means
 
 
@@ -124,8 +126,9 @@ class CompressionModule(pl.LightningModule):
     auxiliary loss, so optimisation is manual.
 
     Args:
-        model: zoo name (``attncomp.models.ZOO``).
-        lmbda: rate–distortion trade-off λ.
+        model: zoo name (``attncomp.models.ZOO``); by default the lite fixed-rate model.
+        lmbda: a fixed-rate model's rate–distortion trade-off λ (default 0.013, CompressAI's quality 4).
+            A variable-rate model trains each of its own λs and refuses one, which it would ignore.
         model_config: overrides of the zoo entry's constructor arguments.
         init_weights: exported weights of this same model to start from (fine-tune another rate).
         warm_start: exported weights of another model (e.g. a fixed-rate one for a variable-rate
@@ -149,8 +152,8 @@ class CompressionModule(pl.LightningModule):
 
     def __init__(
         self,
-        model: str = zoo.DEFAULT_MODEL,
-        lmbda: float = 0.013,
+        model: str = DEFAULT_TRAINING_MODEL,
+        lmbda: Optional[float] = None,
         distortion: Literal["mse", "ms-ssim"] = "mse",
         model_config: Optional[dict] = None,
         init_weights: Optional[str] = None,
@@ -191,6 +194,11 @@ class CompressionModule(pl.LightningModule):
             raise ValueError(f"--model.synthesis_input {synthesis_input}: {model} has no such choice")
         # a variable-rate model trains every rate at once: each image of a batch draws one of its λs
         self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
+        if self.lambdas and lmbda is not None:
+            raise ValueError(f"--lmbda: {model} is a variable-rate model and trains each of its λs {self.lambdas}; "
+                             "drop --lmbda, or train a fixed-rate model (--model.model attn-hyperprior)")
+        # the λ this run trains, None for a variable-rate model (its config holds its λs)
+        self.lmbda: Optional[float] = None if self.lambdas else (FIXED_RATE_LAMBDA if lmbda is None else lmbda)
         # on the training device once, not copied there every step (not saved: the model's config holds them)
         self.register_buffer("lambda_table", torch.tensor(self.lambdas, dtype=torch.float32), persistent=False)
         # level_weighting="relative": each level's running mean loss (NaN until drawn); checkpoints keep it
@@ -284,7 +292,7 @@ class CompressionModule(pl.LightningModule):
         """(forward's keyword arguments, λ): the run's λ, or one of the model's λs drawn per image."""
         inputs = {} if self.hparams.synthesis_input == "noise" else {"synthesis_input": self.hparams.synthesis_input}
         if not self.lambdas:
-            return inputs, self.hparams.lmbda
+            return inputs, self.lmbda
         levels = torch.randint(len(self.lambdas), (x.shape[0],), device=x.device, generator=self.level_generator)
         return dict(inputs, levels=levels), self.lambda_table[levels]
 
@@ -329,7 +337,7 @@ class CompressionModule(pl.LightningModule):
         outputs = self.model.each_level(x) if self.lambdas else [self.model(x)]
         losses_per_level = []
         for level, out in enumerate(outputs):
-            lmbda = self.lambda_table[level] if self.lambdas else self.hparams.lmbda
+            lmbda = self.lambda_table[level] if self.lambdas else self.lmbda
             losses = self.rd_loss(x, out, lmbda)
             if min(x.shape[-2:]) >= rd.MS_SSIM_MIN_SIDE:
                 losses["ms_ssim"] = ms_ssim_float32(out["x_hat"].clamp(0, 1), x)
