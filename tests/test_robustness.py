@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,9 +30,20 @@ from .helpers import run_main, smooth_image, with_threads
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+VARIABLE_RATE = Path(__file__).parent / "data" / "tiny_vbr.pt"  # mean-scale prior, residual blocks, as the default
+
+
+@pytest.fixture(scope="module", params=["scale prior", "variable-rate mean-scale"])
+def load_model(request, tiny_weights):
+    """Each kind of model the zoo codes with: the decoder is hardened for both."""
+    if request.param == "scale prior":
+        return lambda: load_weights(tiny_weights)
+    return lambda: load_weights(VARIABLE_RATE).at(3.5)
+
+
 @pytest.fixture(scope="module")
-def model(tiny_weights):
-    return load_weights(tiny_weights)
+def model(load_model):
+    return load_model()
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +167,11 @@ def decoded_latents(model, data):
     return model.decompress([[s] for s in strings], shape)["y_hat"]
 
 
-def test_decoding_is_bit_identical_across_threads_and_memory_formats(tiny_weights, model):
+def test_decoding_is_bit_identical_across_threads_and_memory_formats(load_model, model):
     data = encode(smooth_image(128, 192), model)
     reference = decoded_latents(model, data)
     two_threads = with_threads(2, decoded_latents, model, data)
-    nchw = load_weights(tiny_weights).to(memory_format=torch.contiguous_format)
+    nchw = load_model().to(memory_format=torch.contiguous_format)
     assert torch.equal(two_threads, reference)
     assert torch.equal(decoded_latents(nchw, data), reference)
     # pixels come from float synthesis: equal up to a rare one-level rounding difference
