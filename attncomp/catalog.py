@@ -58,7 +58,9 @@ class CatalogEntry:
 
 
 CATALOG: dict[str, CatalogEntry] = {
-    "attn-hyperprior": CatalogEntry("hyperprior", LITE, "paper architecture at a CPU-trainable size, fixed-rate: qualities 1, 3, 5, 7 bundled"),
+    "attn-hyperprior": CatalogEntry(
+        "hyperprior", LITE, "paper architecture at a CPU-trainable size, fixed-rate: qualities 1, 3, 5, 7 bundled"
+    ),
     "attn-hyperprior-paper": CatalogEntry(
         "hyperprior", dict(N=192, M=320, postfilter_channels=192), "paper sizes N=192, M=320"
     ),

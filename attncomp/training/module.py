@@ -196,7 +196,7 @@ class CompressionModule(pl.LightningModule):
         self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
         if self.lambdas and lmbda is not None:
             raise ValueError(f"--lmbda: {model} is a variable-rate model and trains each of its λs {self.lambdas}; "
-                             "drop --lmbda, or train a fixed-rate model (--model.model attn-hyperprior)")
+                             f"drop --lmbda, or train a fixed-rate model (--model.model {DEFAULT_TRAINING_MODEL})")
         # the λ this run trains, None for a variable-rate model (its config holds its λs)
         self.lmbda: Optional[float] = None if self.lambdas else (FIXED_RATE_LAMBDA if lmbda is None else lmbda)
         # on the training device once, not copied there every step (not saved: the model's config holds them)
