@@ -310,6 +310,15 @@ def test_the_bundled_variable_rate_model_codes_any_quality_and_a_higher_one_in_m
     assert "quality:      3.5" in run("info", tmp_path / "q3.5.atc").stdout.decode()
 
 
+def test_max_bytes_codes_each_file_at_the_highest_quality_that_fits(tmp_path, png):
+    images, out = [png(96, 128, name="a.png"), png(64, 64, name="b.png")], tmp_path / "streams"
+    out.mkdir()
+    done = run("encode", *images, "-o", out, "--max-bytes", "700")
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr.decode().count("attn-hyperprior-vbr q") == 2
+    assert all(0 < (out / f"{stem}.atc").stat().st_size <= 700 for stem in "ab")
+
+
 def test_a_quality_or_model_without_bundled_weights_names_what_is_bundled(tmp_path, png):
     src = png()
     assert_clean_error(run("encode", src, tmp_path / "a.atc", "--model", "attn-hyperprior", "--quality", "2"),

@@ -61,6 +61,9 @@ def test_help_info_and_user_mistakes_are_answered_without_torch(tmp_path):
         ("encode", str(image), str(tmp_path / "a.atc"), "--model", "nonsense"): (2, "invalid choice: 'nonsense'"),
         ("encode", str(image), str(tmp_path / "a.atc"), "--weights", "w.pt", "--quality", "3"): (1, "weights file not found: w.pt"),
         ("encode", str(image), "-o", str(tmp_path / "nowhere")): (1, "nowhere does not exist"),
+        ("encode", str(image), str(tmp_path / "a.atc"), "--max-bytes", "900", "--quality", "3"): (1, "drop --quality"),
+        ("encode", str(image), str(tmp_path / "a.atc"), "--max-bytes", "900", "--model", "attn-hyperprior"): (
+            1, "--max-bytes needs a variable-rate model"),
         ("decode", str(corrupt), str(tmp_path / "b.png")): (1, "corrupted or truncated"),  # refused by the container
         ("decode", str(corrupt), str(tmp_path / "b.xyz")): (1, "cannot tell the image format of"),
         ("info", str(corrupt)): (1, "corrupted or truncated"),

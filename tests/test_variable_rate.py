@@ -142,6 +142,31 @@ def test_the_codec_cli_takes_fractional_qualities_for_a_variable_rate_model(vari
     assert fixed.returncode == 1 and "fractional qualities need a variable-rate model" in err and "\n" not in err
 
 
+def test_a_byte_budget_codes_at_the_highest_quality_whose_stream_fits(variable_rate):
+    from attncomp.codec import encode_to_fit
+
+    image = smooth_image(64, 96)
+    budget = len(encode(image, variable_rate.at(4.5))) + 20
+    data = encode_to_fit(image, budget, variable_rate)
+    quality = unpack(data).quality
+    assert len(data) <= budget and quality >= 4.5
+    assert data == encode(image, variable_rate.at(quality))  # a stream like any other at that quality
+    assert len(encode(image, variable_rate.at(round(quality + 0.01, 2)))) > budget  # the next hundredth does not fit
+    assert unpack(encode_to_fit(image, 10**6, variable_rate)).quality == 8  # everything fits: the top quality
+
+
+def test_a_byte_budget_too_small_for_the_lowest_quality_or_a_fixed_rate_model_is_refused(variable_rate, tiny_weights):
+    from attncomp.codec import encode_to_fit
+    from attncomp.errors import AttncompError
+
+    image = smooth_image(64, 96)
+    smallest = len(encode(image, variable_rate.at(1)))
+    with pytest.raises(AttncompError, match=f"even the lowest quality needs {smallest} bytes, more than {smallest - 1}"):
+        encode_to_fit(image, smallest - 1, variable_rate)
+    with pytest.raises(WeightsError, match="needs a variable-rate model"):
+        encode_to_fit(image, 10**6, load_weights(tiny_weights))
+
+
 def test_the_cli_accepts_every_hundredth_of_a_variable_rate_models_range_and_nothing_finer():
     from attncomp.cli.codec import build_parser, check_model_args
     from attncomp.errors import AttncompError

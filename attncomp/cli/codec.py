@@ -2,9 +2,10 @@
 
 examples:
   attncomp-codec encode photo.png photo.atc                 bundled model, quality 3
-  attncomp-codec encode photo.png photo.atc --quality 1     smaller file, lower quality
+  attncomp-codec encode photo.png photo.atc --quality 1.5   smaller file, lower quality (any of 1-8)
+  attncomp-codec encode photo.png photo.atc --max-bytes 20000   the highest quality that fits 20,000 bytes
   attncomp-codec encode photo.png out.atc --weights run/weights.pt
-  attncomp-codec encode photo.png photo.atc --refine 50     ~18% fewer bits at equal PSNR, slower
+  attncomp-codec encode photo.png photo.atc --refine 50     fewer bits at equal PSNR, much slower
   attncomp-codec decode photo.atc photo.png                 format from the extension
   attncomp-codec decode photo.atc photo.png --precision bf16   faster on AVX-512 CPUs, ~0.02 dB lower PSNR
   attncomp-codec encode *.png -o streams/                   many images, one model load
@@ -29,7 +30,7 @@ from ..catalog import CATALOG, DEFAULT_MODEL, DEFAULT_PRECISION, DEFAULT_QUALITY
 from ..codec.container import DEFAULT_TILE, MAGIC, MAX_TILE, check_magic, unpack
 from ..errors import AttncompError
 from ..files import atomic_write, read_all, read_bytes
-from . import non_negative, reuse_freed_memory
+from . import non_negative, positive, reuse_freed_memory
 
 PROG = "attncomp-codec"
 SAVE_OPTIONS = {"PNG": {"compress_level": 1}}
@@ -97,6 +98,12 @@ def check_model_args(args) -> None:
         raise AttncompError("--weights names its own model: drop --model")
     if args.weights and not Path(args.weights).is_file():
         raise AttncompError(f"weights file not found: {args.weights}")
+    if args.max_bytes is not None:
+        if args.quality is not None:
+            raise AttncompError("--max-bytes picks the quality: drop --quality")
+        name = args.model or DEFAULT_MODEL
+        if not args.weights and not CATALOG[name].variable_rate:
+            raise AttncompError(f"--max-bytes needs a variable-rate model: {name} codes at fixed qualities")
     if args.quality is None or args.weights:
         return
     check_quality(args.model or DEFAULT_MODEL, args.quality)
@@ -209,13 +216,18 @@ def cmd_encode(args) -> int:
         prepare_process_for_coding()
 
         model = model_once()
-        name = f"{model.name} {f'q{model.quality:g}' if model.quality else 'custom weights'}"
         start = time.perf_counter()
-        data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
+        if args.max_bytes is None:
+            data = encode(source, model, tile_size=args.tile, refine_steps=args.refine)
+        else:
+            from ..codec import encode_to_fit
+
+            data = encode_to_fit(source, args.max_bytes, model, tile_size=args.tile, refine_steps=args.refine)
         seconds = time.perf_counter() - start
         write_output(output, data, args.force)
         header = unpack(data)
         pixels = header.width * header.height
+        name = f"{header.model} {f'q{header.quality:g}' if header.quality else 'custom weights'}"
         line = f"{output}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, {name}, {seconds:.2f} s"
         return line, (len(data), pixels)
 
@@ -291,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--quality", type=float, metavar="Q",
                      help=f"1 (smallest) … 8 (best); CompressAI's λ for that quality (default {DEFAULT_QUALITY}); "
                      "a variable-rate model also codes fractional ones, e.g. 3.5")
+    enc.add_argument("--max-bytes", type=positive, metavar="N",
+                     help="code at the highest quality whose stream fits in N bytes (a variable-rate model; "
+                     "about ten encodes of the image)")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
     enc.add_argument("--tile", type=int, metavar="PX", default=DEFAULT_TILE,
                      help=f"tile side for large images, a multiple of 64 up to {MAX_TILE} (default {DEFAULT_TILE}; "

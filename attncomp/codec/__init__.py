@@ -4,6 +4,7 @@
 >>> data = encode("kodim23.png")        # bundled default model, quality 3
 >>> image = decode(data)                 # the model is named inside the stream
 >>> smaller = encode("kodim23.png", refine_steps=50)   # slower encoder, same decoder
+>>> fits = encode_to_fit("kodim23.png", 10_000)   # the highest quality within 10,000 bytes
 
 Each name is imported at its first use (PEP 562): the container alone needs no
 torch, so ``attncomp-codec info`` and the CLI's checks of a stream run without it.
@@ -18,6 +19,7 @@ _HOMES = {
     "coded_tiles": ".tiles",
     "decode": ".codec",
     "encode": ".codec",
+    "encode_to_fit": ".rate_control",
     "model_for": ".codec",
     "FORMAT_VERSION": ".container",
     "Stream": ".container",
@@ -29,6 +31,7 @@ __all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:
     from .codec import check_tile_size, decode, encode, model_for
+    from .rate_control import encode_to_fit
     from .container import DEFAULT_TILE, FORMAT_VERSION, Stream, pack, tile_boxes, unpack
     from .tiles import coded_tiles
 
