@@ -74,8 +74,8 @@ CATALOG: dict[str, CatalogEntry] = {
         "hyperprior",
         dict(LITE, M=192, attention="residual", postfilter="residual", prior="mean-scale",
              lambdas=tuple(COMPRESSAI_LAMBDAS.values())),
-        "the default: one variable-rate model for every quality from 1 to 8, fractional ones too (the ablation's "
-        "winner: residual blocks, mean-scale prior, M=192)",
+        "one variable-rate model for every quality from 1 to 8, fractional ones too (the ablation's winner: "
+        "residual blocks, mean-scale prior, M=192)",
     ),
     "spatial-ae": CatalogEntry("spatial-ae", dict(in_channels=3), "Wibowo's autoencoder, RGB"),
     "spatial-ae-gray": CatalogEntry("spatial-ae", dict(in_channels=1), "Wibowo's autoencoder, grayscale as the paper"),

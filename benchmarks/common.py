@@ -23,8 +23,8 @@ def kodak_dir() -> Path:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--weights", help="exported weights (default: --model's bundled weights)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model (default {DEFAULT_MODEL})")
-    p.add_argument("--quality", type=int, default=3, help="the bundled model's, or a variable-rate file's")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model without --weights (default {DEFAULT_MODEL})")
+    p.add_argument("--quality", type=float, default=3, help="the bundled model's, or a variable-rate file's")
     p.add_argument("--images", default=str(kodak_dir()))
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     return p

@@ -319,6 +319,14 @@ def test_max_bytes_codes_each_file_at_the_highest_quality_that_fits(tmp_path, pn
     assert all(0 < (out / f"{stem}.atc").stat().st_size <= 700 for stem in "ab")
 
 
+def test_max_bytes_with_fixed_rate_weights_is_one_error_for_the_whole_batch(tmp_path, png, tiny_weights):
+    out = tmp_path / "streams"
+    out.mkdir()
+    refused = run("encode", png(name="a.png"), png(name="b.png"), "-o", out, "--max-bytes", "900", "--weights", tiny_weights)
+    assert_clean_error(refused, "--max-bytes needs a variable-rate model", "holds fixed-rate weights")
+    assert not any(out.iterdir())
+
+
 def test_a_quality_or_model_without_bundled_weights_names_what_is_bundled(tmp_path, png):
     src = png()
     assert_clean_error(run("encode", src, tmp_path / "a.atc", "--model", "attn-hyperprior", "--quality", "2"),

@@ -310,6 +310,10 @@ def test_the_stored_config_says_the_architecture(tmp_path):
         loaded.at(3)
 
 
+def test_a_bundled_fixed_rate_quality_loads_whether_given_as_an_int_or_a_float():
+    assert load("attn-hyperprior", 3.0).quality == load("attn-hyperprior", 3).quality == 3
+
+
 def test_a_fixed_rate_model_codes_at_its_own_quality_only():
     model = load("attn-hyperprior", 3)
     assert model.at(3) is model

@@ -1,6 +1,7 @@
 """Bounded memory: the codec converts one tile at a time, and codes exactly as the whole-image path did."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from torch.overrides import TorchFunctionMode
 
 from attncomp import image as imageio
 from attncomp.codec import decode, encode, tile_boxes, unpack
-from attncomp.codec.tiles import CONTEXT, LatentRows, latent_size, synthesis_window
+from attncomp.codec.tiles import CONTEXT, LatentBands, latent_size, synthesis_window
 from attncomp.models import load_weights
 
 from .helpers import smooth_image
@@ -19,9 +20,11 @@ TILE = 64
 HEIGHT, WIDTH = 100, 150  # 2×3 tiles, the last row and column partial (padded before coding)
 
 
-@pytest.fixture(scope="module")
-def model(tiny_weights):
-    return load_weights(tiny_weights)
+@pytest.fixture(scope="module", params=["scale prior", "variable-rate mean-scale"])
+def model(request, tiny_weights):
+    if request.param == "scale prior":
+        return load_weights(tiny_weights)
+    return load_weights(Path(__file__).parent / "data" / "tiny_vbr.pt").at(3.5)  # as the default model
 
 
 def whole_image_tiles(image: np.ndarray, model):
@@ -104,14 +107,14 @@ def test_no_tensor_spans_more_than_a_tile_and_its_context(model):
 
 def test_decoding_holds_the_latents_of_three_rows_of_tiles_at_most(model, monkeypatch):
     """ŷ is never held for the whole image: a row of tiles reads 2 latents of the rows above and below it."""
-    held, window = [], LatentRows.window
+    held, window = [], LatentBands.window
 
     def recording_window(self, rows, cols):
         latents = window(self, rows, cols)
-        held.append(self.held)
+        held.append(self.held_rows)  # its peak: bands are dropped before more are decoded
         return latents
 
-    monkeypatch.setattr(LatentRows, "window", recording_window)
+    monkeypatch.setattr(LatentBands, "window", recording_window)
     decoded = decode(encode(smooth_image(7 * TILE, TILE), model, tile_size=TILE), model)  # 28 latent rows
     assert decoded.size == (TILE, 7 * TILE)
     assert held == [8, 12, 12, 12, 12, 12, 8]  # 4 latent rows per row of tiles

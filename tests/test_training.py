@@ -228,6 +228,13 @@ def test_a_variable_rate_model_refuses_a_lambda_it_would_ignore_and_writes_nothi
     assert "drop --lmbda" in err and "\n" not in err and not out.exists()
 
 
+def test_a_fixed_rate_run_trains_at_lambda_0_013_unless_told_and_its_hyperparameters_say_so():
+    default, told = CompressionModule(model_config=TINY), CompressionModule(model_config=TINY, lmbda=0.0067)
+    assert default.hparams.model == "attn-hyperprior" and default.lmbda == default.hparams.lmbda == 0.013
+    assert told.lmbda == told.hparams.lmbda == 0.0067
+    assert CompressionModule(model="attn-hyperprior-vbr", model_config=TINY).hparams.lmbda is None
+
+
 def test_relative_level_weighting_gives_every_rate_the_same_weight_however_large_its_loss():
     module = CompressionModule(model="attn-hyperprior-vbr", model_config=TINY, level_weighting="relative")
     loss, levels = torch.tensor([1.0, 3.0, 10.0, 20.0]), torch.tensor([0, 0, 7, 7])

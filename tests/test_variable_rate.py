@@ -153,6 +153,8 @@ def test_a_byte_budget_codes_at_the_highest_quality_whose_stream_fits(variable_r
     assert data == encode(image, variable_rate.at(quality))  # a stream like any other at that quality
     assert len(encode(image, variable_rate.at(round(quality + 0.01, 2)))) > budget  # the next hundredth does not fit
     assert unpack(encode_to_fit(image, 10**6, variable_rate)).quality == 8  # everything fits: the top quality
+    refined = encode_to_fit(image, budget, variable_rate, refine_steps=2)  # the quality found, refined if it fits
+    assert len(refined) <= budget and unpack(refined).quality == quality
 
 
 def test_a_byte_budget_too_small_for_the_lowest_quality_or_a_fixed_rate_model_is_refused(variable_rate, tiny_weights):
@@ -161,7 +163,7 @@ def test_a_byte_budget_too_small_for_the_lowest_quality_or_a_fixed_rate_model_is
 
     image = smooth_image(64, 96)
     smallest = len(encode(image, variable_rate.at(1)))
-    with pytest.raises(AttncompError, match=f"even the lowest quality needs {smallest} bytes, more than {smallest - 1}"):
+    with pytest.raises(AttncompError, match=f"even quality 1, the lowest, needs {smallest} bytes, more than {smallest - 1}"):
         encode_to_fit(image, smallest - 1, variable_rate)
     with pytest.raises(WeightsError, match="needs a variable-rate model"):
         encode_to_fit(image, 10**6, load_weights(tiny_weights))

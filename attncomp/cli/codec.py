@@ -207,6 +207,10 @@ def cmd_encode(args) -> int:
         from ..codec import check_tile_size
 
         check_tile_size(args.tile, model_once())
+        if args.max_bytes is not None and not model_once().variable_rate:
+            raise AttncompError(
+                f"--max-bytes needs a variable-rate model: --weights {args.weights} holds fixed-rate weights"
+            )
 
     def encode_one(source_path: str, output: str):
         check_output(output, args.force)
@@ -305,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "a variable-rate model also codes fractional ones, e.g. 3.5")
     enc.add_argument("--max-bytes", type=positive, metavar="N",
                      help="code at the highest quality whose stream fits in N bytes (a variable-rate model; "
-                     "about ten encodes of the image)")
+                     "at most 12 plain encodes of the image, then one refinement with --refine)")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
     enc.add_argument("--tile", type=int, metavar="PX", default=DEFAULT_TILE,
                      help=f"tile side for large images, a multiple of 64 up to {MAX_TILE} (default {DEFAULT_TILE}; "

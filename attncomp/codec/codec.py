@@ -15,7 +15,7 @@ from ..files import read_bytes
 from ..models import CodingModel, zoo
 from .container import DEFAULT_TILE, MAX_CONTEXT, MAX_TILE, Stream, pack, unpack
 from .refine import check_refinable, refine_latents
-from .tiles import LatentRows, coded_tiles, latent_size, synthesis_window, tile_context
+from .tiles import LatentBands, coded_tiles, latent_size, synthesis_window, tile_context
 
 _GUARD = bytes(16)
 _PASS_WEIGHTS = "pass the weights file it was encoded with (--weights)"
@@ -151,11 +151,11 @@ def _tiles_alone(stream: Stream, model: CodingModel, precision: str):
 def _tiles_with_context(stream: Stream, model: CodingModel, precision: str):
     """(box, image) of each tile, synthesised with ``stream.context`` latents of its neighbours around it.
 
-    Each tile's window of ŷ comes from :class:`~attncomp.codec.tiles.LatentRows`, which decodes the rows
-    of tiles as the windows reach them and keeps only the rows that later windows read.
+    Each tile's window of ŷ comes from :class:`~attncomp.codec.tiles.LatentBands`, which decodes the rows
+    of tiles as the windows reach them and keeps only those that later windows read.
     """
     size = latent_size(model, (stream.height, stream.width))
-    latents = LatentRows(_latent_bands(stream, model, size[1]))
+    latents = LatentBands(_latent_bands(stream, model, size[1]))
     for box in stream.tile_boxes():
         window, keep, (dy, dx) = synthesis_window(box, stream.context, model.latent_stride, size)
         yield box, model.synthesize(latents.window(*window), precision, keep)[..., dy:, dx:]

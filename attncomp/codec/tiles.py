@@ -92,7 +92,7 @@ def latent_size(model: CodingModel, image_size: tuple[int, int]) -> tuple[int, i
     return tuple(_ceil_to(side, model.downsampling_factor) // model.latent_stride for side in image_size)
 
 
-class LatentRows:
+class LatentBands:
     """The ŷ a decoder is synthesising from, one band per row of tiles, never the whole image's.
 
     ``bands`` yields each tile row's ŷ, top to bottom, at the image's latent width. A band is decoded
@@ -106,21 +106,25 @@ class LatentRows:
         self._bands = bands
         self._held: list[tuple[int, torch.Tensor]] = []  # (first latent row, band)
         self._decoded = 0  # latent rows decoded so far
+        self._start = 0  # the first latent row the last window read
 
     @property
-    def held(self) -> int:
-        """Latent rows held now."""
+    def held_rows(self) -> int:
+        """Latent rows held now (what :meth:`window` bounds)."""
         return sum(band.shape[-2] for _, band in self._held)
 
     def window(self, rows: slice, cols: slice) -> torch.Tensor:
-        """ŷ[..., rows, cols] of the whole image (``rows`` must not start above an earlier window's)."""
+        """ŷ[..., rows, cols] of the whole image; ``rows`` must not start above an earlier window's."""
+        assert rows.start >= self._start, "windows must come in the tiles' row-major order"
+        self._start = rows.start
+        # drop what no later window reads before decoding more: at most the bands this window needs are held
+        self._held = [(first, band) for first, band in self._held if first + band.shape[-2] > rows.start]
         while self._decoded < rows.stop:
             band = next(self._bands, None)
             if band is None:
                 raise StreamError(f"stream's tiles end at latent row {self._decoded}, its image needs {rows.stop}")
             self._held.append((self._decoded, band))
             self._decoded += band.shape[-2]
-        self._held = [(first, band) for first, band in self._held if first + band.shape[-2] > rows.start]
         parts = [band[..., max(rows.start - first, 0) : rows.stop - first, cols]
                  for first, band in self._held if first < rows.stop]  # fmt: skip
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)

@@ -76,9 +76,9 @@ def create(name: str, **overrides) -> CompressionModel:
     return spec.cls(**{**spec.config, **overrides})
 
 
-def bundled_weights(name: str, quality: Optional[int]) -> Path:
+def bundled_weights(name: str, quality: Optional[float]) -> Path:
     """Where the package keeps ``name``'s weights: one file per quality, or one for a variable-rate model."""
-    return Path(str(_WEIGHTS_DIR / (f"{name}-q{quality}.pt" if quality is not None else f"{name}.pt")))
+    return Path(str(_WEIGHTS_DIR / (f"{name}-q{quality:g}.pt" if quality is not None else f"{name}.pt")))
 
 
 def available_qualities(name: str) -> list[int]:

@@ -196,9 +196,12 @@ class CompressionModule(pl.LightningModule):
         self.lambdas = tuple(getattr(self.model, "config", {}).get("lambdas", ()))
         if self.lambdas and lmbda is not None:
             raise ValueError(f"--lmbda: {model} is a variable-rate model and trains each of its λs {self.lambdas}; "
-                             f"drop --lmbda, or train a fixed-rate model (--model.model {DEFAULT_TRAINING_MODEL})")
-        # the λ this run trains, None for a variable-rate model (its config holds its λs)
+                             "drop --lmbda (or model.lmbda from a --config file), or train a fixed-rate model "
+                             f"(--model.model {DEFAULT_TRAINING_MODEL})")
+        # the λ this run trains, None for a variable-rate model (its config holds its λs); the logged
+        # hyperparameters say it too
         self.lmbda: Optional[float] = None if self.lambdas else (FIXED_RATE_LAMBDA if lmbda is None else lmbda)
+        self.hparams.lmbda = self.lmbda
         # on the training device once, not copied there every step (not saved: the model's config holds them)
         self.register_buffer("lambda_table", torch.tensor(self.lambdas, dtype=torch.float32), persistent=False)
         # level_weighting="relative": each level's running mean loss (NaN until drawn); checkpoints keep it
