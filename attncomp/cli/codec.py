@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "a variable-rate model also codes fractional ones, e.g. 3.5")
     enc.add_argument("--max-bytes", type=positive, metavar="N",
                      help="code at the highest quality whose stream fits in N bytes (a variable-rate model; "
-                     "at most 12 plain encodes of the image, then one refinement with --refine)")
+                     "the image's analysis once, then at most 12 entropy codings; one refinement with --refine)")
     enc.add_argument("--weights", metavar="FILE", help="exported weights (attncomp-train's weights.pt) instead of the zoo")
     enc.add_argument("--tile", type=int, metavar="PX", default=DEFAULT_TILE,
                      help=f"tile side for large images, a multiple of 64 up to {MAX_TILE} (default {DEFAULT_TILE}; "

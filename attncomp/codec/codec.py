@@ -54,6 +54,19 @@ def encode(
     the model's transforms reach, 0 for tiles that code alone).
     """
     model = _checked(model if model is not None else zoo.load())
+    context = coding_context(model, tile_size, refine_steps, context)
+    img = imageio.open_image(source, max_pixels)
+    coded = []
+    for (_, _, h, w), tile, core in coded_tiles(img, model, tile_size, context):
+        if refine_steps:
+            coded.append(model.compress_latents(refine_latents(model, tile, (h, w), refine_steps, core=core)))
+        else:
+            coded.append(model.compress(tile, core))
+    return packed(img, model, tile_size, context, coded)
+
+
+def coding_context(model: CodingModel, tile_size: int, refine_steps: int, context: int | None) -> int:
+    """The context an encoder gives each tile (``context``, or the model's own), once the settings are checked."""
     check_tile_size(tile_size, model)
     if refine_steps < 0:
         raise ValueError("refine steps must be 0 or more")
@@ -64,15 +77,14 @@ def encode(
         raise ValueError(f"context must be 0 to {MAX_CONTEXT} latents")
     if context and not model.latent_stride:
         raise ValueError(f"{model.name} codes its tiles alone: its context must be 0")
-    img = imageio.open_image(source, max_pixels)
-    stream = Stream(model.name, model.quality or 0, model.weights_hash, img.width, img.height, img.mode, tile_size,
-                    context)  # fmt: skip
-    for (_, _, h, w), tile, core in coded_tiles(img, model, tile_size, context):
-        if refine_steps:
-            out = model.compress_latents(refine_latents(model, tile, (h, w), refine_steps, core=core))
-        else:
-            out = model.compress(tile, core)
-        stream.tiles.append((tuple(out["shape"]), [strings[0] for strings in out["strings"]]))
+    return context
+
+
+def packed(image: Image.Image, model: CodingModel, tile_size: int, context: int, coded: list[dict]) -> bytes:
+    """The stream of ``image``'s tiles, each coded by ``model`` (its compress's strings and shape)."""
+    stream = Stream(model.name, model.quality or 0, model.weights_hash, image.width, image.height, image.mode,
+                    tile_size, context)  # fmt: skip
+    stream.tiles = [(tuple(out["shape"]), [strings[0] for strings in out["strings"]]) for out in coded]
     return pack(stream)
 
 
