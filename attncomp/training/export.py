@@ -70,8 +70,8 @@ class ExportWeights(pl.Callback):
         if not trainer.is_global_zero:
             return
         hp = pl_module.hparams
-        variable_rate = bool(pl_module.lambdas)  # its λs are in its config; it codes every quality
-        quality = None if variable_rate else rd.quality_for_lambda(pl_module.lmbda)
+        # a variable-rate model (no λ of its own: its λs are in its config) codes every quality
+        quality = None if pl_module.lmbda is None else rd.quality_for_lambda(pl_module.lmbda)
         training = dict(
             steps=int(trainer.global_step),
             hours=round(self.seconds() / 3600, 3),

@@ -198,10 +198,8 @@ class CompressionModule(pl.LightningModule):
             raise ValueError(f"--lmbda: {model} is a variable-rate model and trains each of its λs {self.lambdas}; "
                              "drop --lmbda (or model.lmbda from a --config file), or train a fixed-rate model "
                              f"(--model.model {DEFAULT_TRAINING_MODEL})")
-        # the λ this run trains, None for a variable-rate model (its config holds its λs); the logged
-        # hyperparameters say it too
-        self.lmbda: Optional[float] = None if self.lambdas else (FIXED_RATE_LAMBDA if lmbda is None else lmbda)
-        self.hparams.lmbda = self.lmbda
+        # the logged hyperparameters hold the λ this run trains (None for a variable-rate model: its config holds its λs)
+        self.hparams.lmbda = None if self.lambdas else (FIXED_RATE_LAMBDA if lmbda is None else lmbda)
         # on the training device once, not copied there every step (not saved: the model's config holds them)
         self.register_buffer("lambda_table", torch.tensor(self.lambdas, dtype=torch.float32), persistent=False)
         # level_weighting="relative": each level's running mean loss (NaN until drawn); checkpoints keep it
@@ -216,6 +214,11 @@ class CompressionModule(pl.LightningModule):
             for name in ("g_a", "g_s", "h_a", "h_s", "post_filter", "encoder", "decoder"):
                 if hasattr(self.model, name):
                     getattr(self.model, name).compile()
+
+    @property
+    def lmbda(self) -> Optional[float]:
+        """The λ this run trains; None for a variable-rate model, which trains each of its own."""
+        return self.hparams.lmbda
 
     def forward(self, x: torch.Tensor) -> dict:
         return self.model(x)
